@@ -78,6 +78,12 @@ static int bind_socket(const char *addr, int port, int type)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (type == SOCK_DGRAM) {
+		/* IPv4 datagrams on a dual-stack socket report IP_PKTINFO */
+		setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+		if (ss.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 ||
 	    (type == SOCK_STREAM && listen(fd, 128) < 0)) {
 		int r = -errno;
@@ -88,18 +94,69 @@ static int bind_socket(const char *addr, int port, int type)
 	return fd;
 }
 
+/* Replies come from the address the datagram was sent to (a host of U has many
+ * addresses on one socket bound to ::), so connected UDP clients accept them. */
 static void udp_echo(int fd)
 {
 	static char buf[BUF_SIZE];
 
 	for (;;) {
 		struct sockaddr_storage peer;
-		socklen_t pl = sizeof(peer);
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &pl);
+		union {
+			char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+			       CMSG_SPACE(sizeof(struct in_pktinfo))];
+			struct cmsghdr align;
+		} cin, cout;
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+		struct msghdr m = {
+			.msg_name = &peer, .msg_namelen = sizeof(peer),
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cin.b, .msg_controllen = sizeof(cin.b),
+		};
+		ssize_t n = recvmsg(fd, &m, 0);
 
 		if (n < 0)
 			return;
-		sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, pl);
+		memset(cout.b, 0, sizeof(cout.b));
+		size_t clen = 0;
+
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			struct cmsghdr *o = (struct cmsghdr *)cout.b;
+
+			if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+			    c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+				struct in_pktinfo in, out = { 0 };
+
+				memcpy(&in, CMSG_DATA(c), sizeof(in));
+				out.ipi_spec_dst = in.ipi_addr;
+				o->cmsg_level = IPPROTO_IP;
+				o->cmsg_type = IP_PKTINFO;
+				o->cmsg_len = CMSG_LEN(sizeof(out));
+				memcpy(CMSG_DATA(o), &out, sizeof(out));
+				clen = CMSG_SPACE(sizeof(out));
+				break;
+			}
+			if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+			    c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+				struct in6_pktinfo in, out = { 0 };
+
+				memcpy(&in, CMSG_DATA(c), sizeof(in));
+				out.ipi6_addr = in.ipi6_addr;
+				o->cmsg_level = IPPROTO_IPV6;
+				o->cmsg_type = IPV6_PKTINFO;
+				o->cmsg_len = CMSG_LEN(sizeof(out));
+				memcpy(CMSG_DATA(o), &out, sizeof(out));
+				clen = CMSG_SPACE(sizeof(out));
+				break;
+			}
+		}
+		iov.iov_len = (size_t)n;
+		struct msghdr r = {
+			.msg_name = &peer, .msg_namelen = m.msg_namelen,
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = clen ? cout.b : NULL, .msg_controllen = clen,
+		};
+		sendmsg(fd, &r, 0);
 	}
 }
 
