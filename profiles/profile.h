@@ -55,7 +55,7 @@ enum addr_class {
 
 struct policy {
 	char *name;                     /* "name" or the file's base name */
-	char *path;                     /* where it was loaded from ("builtin:NAME" for built-ins) */
+	char *path;                     /* the file it was loaded from (NULL from a buffer) */
 	bool allow_all;                 /* network.outbound.insecure_allow_all */
 	bool tcp, udp;                  /* allow_transport; default tcp only */
 	struct port_set ports;          /* allow_port */
@@ -100,6 +100,12 @@ void policy_free(struct policy *p);
 
 /* Lists built-in profile names (NULL-terminated static array). */
 const char *const *policy_builtin_names(void);
+
+/* Whether policy_load() treats arg as a built-in name (no '/', no ".json"). */
+bool policy_is_builtin_name(const char *arg);
+/* Finds the file of a built-in (or any profile named NAME.json on the search
+ * path) and writes its path; -ENOENT when none is found. */
+int policy_find_builtin(const char *name, char *path, size_t size);
 
 /* Non-fatal remarks about a valid profile (e.g. a host with no usable port);
  * calls fn once per remark. */
