@@ -423,6 +423,9 @@ int net_wire(int sandbox_netns_fd, const char *id, const struct net_pool *pool,
 	int r = check_id(id, e);
 	if (r < 0)
 		return r;
+	if (sandbox_netns_fd < 0)
+		return moat_error_set(e, EBADF, "sandbox netns: invalid file descriptor %d",
+				      sandbox_netns_fd);
 	if (pool->v4_prefix > 30 || pool->v6_prefix > 64)
 		return moat_error_set(e, EINVAL, "address pool prefixes must be <= /30 and <= /64");
 	snprintf(l.host_ifname, sizeof(l.host_ifname), "moat-%s", id);
