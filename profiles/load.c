@@ -769,6 +769,14 @@ static int json_error(struct ctx *c, const char *buf, size_t len, size_t off, co
 			col++;
 		}
 	}
+	char near[24] = "";
+	size_t n = 0;
+	for (size_t i = off; i < len && n < 12 && buf[i] != '\n'; i++)
+		near[n++] = (buf[i] >= 0x20 && buf[i] < 0x7f) ? buf[i] : '?';
+	near[n] = '\0';
+	if (n)
+		return moat_error_set(c->e, EINVAL, "%s:%u:%u: %s near '%s'", c->label, line, col,
+				      what, near);
 	return moat_error_set(c->e, EINVAL, "%s:%u:%u: %s", c->label, line, col, what);
 }
 
@@ -838,7 +846,8 @@ int policy_load_buffer(const char *buf, size_t len, const char *label, struct po
 		goto out;
 	}
 	if (nul < len) {
-		r = json_error(&c, buf, len, nul, "NUL character in profile");
+		r = json_error(&c, buf, len, nul, buf[nul] ? "\\u0000 (NUL) in a string is not allowed"
+							   : "NUL byte in profile");
 		goto out;
 	}
 	const char *end = NULL;
