@@ -50,9 +50,9 @@ check_output "ttl.test has the short TTL" "ttl.test.		$TOPO_SHORT_TTL	IN	A" \
 	in_H dig +noall +answer +time=2 +tries=1 ttl.test A
 
 check_output "UDP echo over IPv4" "ping-udp4" sh -c "echo ping-udp4 | ip netns exec $TOPO_H \
-	socat -t 2 - UDP4:$TOPO_ALLOWED4:$TOPO_UDP_ECHO_PORT"
+	socat -t 0.5 - UDP4:$TOPO_ALLOWED4:$TOPO_UDP_ECHO_PORT"
 check_output "UDP echo over IPv6" "ping-udp6" sh -c "echo ping-udp6 | ip netns exec $TOPO_H \
-	socat -t 2 - UDP6:[$TOPO_ALLOWED6]:$TOPO_UDP_ECHO_PORT"
+	socat -t 0.5 - UDP6:[$TOPO_ALLOWED6]:$TOPO_UDP_ECHO_PORT"
 check_output "TCP echo over IPv4" "ping-tcp4" sh -c "echo ping-tcp4 | ip netns exec $TOPO_H \
 	socat -t 2 - TCP4:$TOPO_ALLOWED4:$TOPO_TCP_ECHO_PORT"
 check_output "TCP echo over IPv6" "ping-tcp6" sh -c "echo ping-tcp6 | ip netns exec $TOPO_H \
