@@ -54,6 +54,9 @@ static int socket_in_netns(int netns_fd, struct moat_error *e)
 	if (r != 0)
 		return moat_error_errno(e, r, "start thread to enter network namespace");
 	pthread_join(t, NULL);
+	if (o.fd < 0 && o.err == EINVAL && o.step[0] == 'e')
+		return moat_error_set(e, EINVAL, "%s: fd %d is not a network namespace",
+				      o.step, netns_fd);
 	if (o.fd < 0)
 		return moat_error_errno(e, o.err, "%s (fd %d)", o.step, netns_fd);
 	return o.fd;

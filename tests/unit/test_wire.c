@@ -671,6 +671,15 @@ int main(void)
 		fprintf(stderr, "test_wire: unshare(CLONE_NEWNET): %s\n", strerror(errno));
 		return 1;
 	}
+	/* New interfaces inherit these: moat must set its own values, not rely
+	 * on a fresh netns's defaults. */
+	if (sh("echo 1 > /proc/sys/net/ipv4/conf/default/rp_filter && "
+	       "echo 1 > /proc/sys/net/ipv4/conf/default/accept_redirects && "
+	       "echo 1 > /proc/sys/net/ipv6/conf/default/accept_ra && "
+	       "echo 1 > /proc/sys/net/ipv6/conf/default/autoconf") != 0) {
+		fprintf(stderr, "test_wire: cannot set default sysctls\n");
+		return 1;
+	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pool_parse),
 		cmocka_unit_test(test_nl_ext_ack_and_overflow),
