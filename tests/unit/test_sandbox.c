@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,24 +28,21 @@ struct result {
 	char out[8192];
 };
 
-/* Runs spec with the workload's stdout and stderr in a memfd; fills res. */
+/* Runs spec with the workload's stdout in a memfd; fills res. */
 static void run_spec(const struct sandbox_spec *spec, struct result *res)
 {
 	struct sandbox sb;
 	int out = memfd_create("out", MFD_CLOEXEC);
-	int saved1 = dup(1), saved2 = dup(2);
+	int saved1 = dup(1);
 
 	memset(res, 0, sizeof(*res));
 	res->status = -1;
-	assert_true(out >= 0 && saved1 >= 0 && saved2 >= 0);
-	/* the init inherits fds 1 and 2 at clone time */
+	assert_true(out >= 0 && saved1 >= 0);
+	/* the init inherits fd 1 at clone time */
 	dup2(out, 1);
-	dup2(out, 2);
 	res->create_r = sandbox_create(spec, &sb, &res->e);
 	dup2(saved1, 1);
-	dup2(saved2, 2);
 	close(saved1);
-	close(saved2);
 	if (res->create_r == 0) {
 		res->start_r = sandbox_start(&sb, &res->e);
 		assert_int_equal(sandbox_wait(&sb, true, &res->status), 0);
@@ -253,6 +251,18 @@ static void start_ready(char *const *argv, struct sandbox *sb, int *out)
 	assert_true(wait_output(*out, "ready", 5000));
 }
 
+/* Waits at most 5 s for the sandbox to end, so that a lost signal fails instead of hanging. */
+static int wait_bounded(struct sandbox *sb, int *status)
+{
+	struct pollfd p = { .fd = sb->pidfd, .events = POLLIN };
+
+	if (poll(&p, 1, 5000) != 1) {
+		sandbox_destroy(sb);
+		return -ETIMEDOUT;
+	}
+	return sandbox_wait(sb, false, status);
+}
+
 static void test_signal_forwarded(void **state)
 {
 	const char *argv[] = SH("trap 'echo got-term; exit 42' TERM; echo ready; "
@@ -262,7 +272,7 @@ static void test_signal_forwarded(void **state)
 
 	start_ready(av(argv), &sb, &out);
 	assert_int_equal(sandbox_signal(&sb, SIGTERM), 0);
-	assert_int_equal(sandbox_wait(&sb, true, &status), 0);
+	assert_int_equal(wait_bounded(&sb, &status), 0);
 	assert_int_equal(status, 42);
 	assert_true(wait_output(out, "got-term", 10));
 	assert_int_equal(sandbox_signal(&sb, SIGTERM), -ESRCH);
@@ -278,7 +288,7 @@ static void test_signal_kills_untrapped(void **state)
 
 	start_ready(av(argv), &sb, &out);
 	assert_int_equal(sandbox_signal(&sb, SIGUSR1), 0);
-	assert_int_equal(sandbox_wait(&sb, true, &status), 0);
+	assert_int_equal(wait_bounded(&sb, &status), 0);
 	assert_int_equal(status, 128 + SIGUSR1);
 	sandbox_destroy(&sb);
 	close(out);
@@ -370,6 +380,38 @@ static void test_failed_create_leaves_nothing(void **state)
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 }
 
+static char netns_name[64];
+
+static int netns_add(void **state)
+{
+	char cmd[128];
+	snprintf(netns_name, sizeof(netns_name), "moat-sbx-%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "ip netns add %s", netns_name);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int netns_del(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "ip netns del %s", netns_name);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Root inside keeps CAP_SYS_ADMIN: no nsfs mount (ip netns) may be left to setns() into. */
+static void test_no_netns_mounts_inside(void **state)
+{
+	char path[96];
+	const char *argv[] = SH("grep -c ' - nsfs ' /proc/self/mountinfo");
+	struct sandbox_spec spec = { .argv = av(argv) };
+	static struct result res;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", netns_name);
+	assert_true(exists(path));
+	run_spec(&spec, &res);
+	assert_string_equal(res.out, "0\n");
+	assert_true(exists(path));
+}
+
 static void test_exec_status_table(void **state)
 {
 	static const struct { int err, status; } t[] = {
@@ -459,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_destroy_kills_everything),
 		cmocka_unit_test(test_destroy_before_start),
 		cmocka_unit_test(test_failed_create_leaves_nothing),
+		cmocka_unit_test_setup_teardown(test_no_netns_mounts_inside, netns_add, netns_del),
 		cmocka_unit_test(test_startup_time),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
