@@ -426,6 +426,11 @@ int net_wire(int sandbox_netns_fd, const char *id, const struct net_pool *pool,
 	if (sandbox_netns_fd < 0)
 		return moat_error_set(e, EBADF, "sandbox netns: invalid file descriptor %d",
 				      sandbox_netns_fd);
+	struct stat sbst, self;
+	if (fstat(sandbox_netns_fd, &sbst) == 0 && stat("/proc/thread-self/ns/net", &self) == 0 &&
+	    sbst.st_dev == self.st_dev && sbst.st_ino == self.st_ino)
+		return moat_error_set(e, EINVAL, "sandbox netns: fd %d is the enforcement netns "
+				      "itself", sandbox_netns_fd);
 	if (pool->v4_prefix > 30 || pool->v6_prefix > 64)
 		return moat_error_set(e, EINVAL, "address pool prefixes must be <= /30 and <= /64");
 	snprintf(l.host_ifname, sizeof(l.host_ifname), "moat-%s", id);

@@ -495,6 +495,8 @@ static void test_failures_undo(void **state)
 	int sb = sandbox_new();
 	int closed = 1000;      /* an fd number surely not open */
 	assert_int_equal(fcntl(closed, F_GETFD), -1);
+	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	assert_true(self >= 0);
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	assert_true(devnull >= 0);
 	struct net_pool full;
@@ -506,7 +508,7 @@ static void test_failures_undo(void **state)
 
 	static const struct {
 		const char *name;
-		int fd;        /* 0: the live sandbox, 1: closed, 2: /dev/null, 3: -1 */
+		int fd;        /* 0: the live sandbox, 1: closed, 2: /dev/null, 3: -1, 4: own */
 		const char *id;
 		bool full_pool;
 		int ret;
@@ -518,12 +520,13 @@ static void test_failures_undo(void **state)
 		{ "closed netns fd", 1, "c1", false, -EBADF, "sandbox netns" },
 		{ "not a netns", 2, "c2", false, -EINVAL, "sandbox netns" },
 		{ "negative fd", 3, "c3", false, -EBADF, "sandbox netns" },
+		{ "our own netns", 4, "c5", false, -EINVAL, "is the enforcement netns itself" },
 		{ "pool exhausted after veth made", 0, "c4", true, -EADDRINUSE,
 		  "no free /30 left in the pool 10.231.200.0/30" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		int fd = cases[i].fd == 0 ? sb : cases[i].fd == 1 ? closed :
-			 cases[i].fd == 2 ? devnull : -1;
+			 cases[i].fd == 2 ? devnull : cases[i].fd == 4 ? self : -1;
 		struct sandbox_link l;
 		struct moat_error e = { 0 };
 		int r = net_wire(fd, cases[i].id, cases[i].full_pool ? &full : &dflt, &l, &e);
@@ -561,6 +564,7 @@ static void test_failures_undo(void **state)
 
 	close(sb2);
 	close(devnull);
+	close(self);
 	close(sb);
 }
 
