@@ -201,7 +201,8 @@ int nflog_open(uint16_t base, struct nflog **out, uint16_t *group, struct moat_e
 	for (uint32_t g = base; g < (uint32_t)base + NFLOG_GROUPS && g <= 0xffff; g++) {
 		struct nfulnl_msg_config_cmd cmd = { .command = NFULNL_CFG_CMD_BIND };
 		ret = nflog_config(l, (uint16_t)g, NFULA_CFG_CMD, &cmd, sizeof(cmd));
-		if (ret == -EBUSY)
+		/* Another listener's group: EPERM (EBUSY on older kernels). */
+		if (ret == -EBUSY || ret == -EPERM)
 			continue;
 		if (ret < 0)
 			break;

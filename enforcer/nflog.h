@@ -9,7 +9,8 @@
 struct moat_error;
 struct nflog;
 
-/* Binds the first free NFLOG group >= base (a group has one listener). */
+/* Binds the first free NFLOG group >= base (a group has one listener; the
+ * kernel answers EPERM or EBUSY for a taken one, and the next is tried). */
 int nflog_open(uint16_t base, struct nflog **out, uint16_t *group, struct moat_error *e);
 int nflog_fd(const struct nflog *l);
 
