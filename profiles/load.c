@@ -756,6 +756,30 @@ static size_t find_nul(const char *buf, size_t len)
 	return len;
 }
 
+/* Whether the text ends inside a string, object or array: cJSON then points
+ * at the last byte, which reads better as "unexpected end of file". */
+static bool json_truncated(const char *buf, size_t len)
+{
+	size_t depth = 0;
+	bool str = false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = buf[i];
+		if (str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				str = false;
+		} else if (ch == '"') {
+			str = true;
+		} else if (ch == '{' || ch == '[') {
+			depth++;
+		} else if ((ch == '}' || ch == ']') && depth > 0) {
+			depth--;
+		}
+	}
+	return str || depth > 0;
+}
+
 static int json_error(struct ctx *c, const char *buf, size_t len, size_t off, const char *what)
 {
 	unsigned line = 1, col = 1;
@@ -854,8 +878,10 @@ int policy_load_buffer(const char *buf, size_t len, const char *label, struct po
 	root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
 	if (!root) {
 		size_t off = end && end >= buf ? (size_t)(end - buf) : len;
-		r = json_error(&c, buf, len, off, off >= len ? "malformed JSON: unexpected end of file"
-							     : "malformed JSON");
+		if (off + 1 >= len && json_truncated(buf, len))
+			r = json_error(&c, buf, len, len, "malformed JSON: unexpected end of file");
+		else
+			r = json_error(&c, buf, len, off, "malformed JSON");
 		goto out;
 	}
 	size_t off = end ? (size_t)(end - buf) : len;
