@@ -217,7 +217,9 @@ static void test_bad_input(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		const struct bad_case *c = &cases[i];
-		struct port_set ps = { (struct port_range *)c->r, c->n };
+		struct port_range r[3];
+		memcpy(r, c->r, sizeof(r));
+		struct port_set ps = { r, c->n };
 		struct nft_sandbox s = sandbox(c->id);
 		struct moat_error e = { 0 };
 		s.tcp_ports = &ps;
