@@ -50,7 +50,19 @@ int moat_error_prefix(struct moat_error *e, const char *fmt, ...)
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
 	memcpy(old, e->msg, sizeof(old));
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", ctx, old);
+	/* context first; what does not fit of the old message is cut */
+	size_t n = strnlen(ctx, sizeof(ctx) - 1);
+	memcpy(e->msg, ctx, n);
+	if (n + 2 < sizeof(e->msg)) {
+		e->msg[n++] = ':';
+		e->msg[n++] = ' ';
+		size_t m = strnlen(old, sizeof(old) - 1);
+		if (m > sizeof(e->msg) - 1 - n)
+			m = sizeof(e->msg) - 1 - n;
+		memcpy(e->msg + n, old, m);
+		n += m;
+	}
+	e->msg[n] = '\0';
 	if (e->code == 0)
 		e->code = EINVAL;
 	return -e->code;
