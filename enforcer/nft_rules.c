@@ -632,7 +632,7 @@ static void chain_forward(struct nft_build *c, uint32_t udp_id, uint32_t l4_id, 
 	rule_end(c, fwd, "oifname <if> counter name drop_fwd drop");
 }
 
-/* Forwarded UDP leaves with the host's address.  Since Linux 5.x,
+/* Forwarded UDP leaves with the host's address.  Current kernels'
  * ip_output()/ip6_output() pass the input device to postrouting, so
  * iifname matches forwarded packets there. */
 static void chain_post(struct nft_build *c)
