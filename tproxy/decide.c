@@ -12,8 +12,8 @@
  *      than the destination port -> "host-port-mismatch", no Host -> only an
  *      address rule; else the Host against the name rules;
  *      anything else -> only an address rule;
- *   4. a name that the rules do not allow may still go where an address rule
- *      allows (an IP-literal allowance, no anti-fronting needed);
+ *   4. a destination that an address rule allows is allowed whatever the name
+ *      (an IP-literal allowance: no anti-fronting needed);
  *   5. anti-fronting: an allowance by name needs the destination to be an
  *      address the name resolves to (relayed DNS answers, else moat's own
  *      forward lookup).  Never reverse DNS. */
@@ -113,6 +113,16 @@ static void by_name(const struct decide_in *in, int family, const uint8_t *dst, 
 	}
 	d->by_name = true;
 	d->rule = pd.rule;
+	if (!(in->learned && learned_has(in->learned, d->name, d->name_len, family, dst))) {
+		/* an address rule allows the destination whatever the name: no lookup needed */
+		struct policy_decision ad = { 0 };
+		policy_match_addr(in->policy, family, dst, in->dport, POLICY_TCP, &ad);
+		if (ad.allow) {
+			d->by_name = false;
+			set(d, VERDICT_ALLOW, ad.reason ? ad.reason : "allow-addr", ad.rule);
+			return;
+		}
+	}
 	const char *mismatch = tls ? "sni-ip-mismatch" : "host-ip-mismatch";
 	if (in->learned && learned_has(in->learned, d->name, d->name_len, family, dst)) {
 		d->fronting_checked = true;
