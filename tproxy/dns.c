@@ -24,7 +24,8 @@
 #define DNSF_TOTAL_MAX_MS   10000
 #define DNSF_ANSWERS_JSON   1024
 
-enum ev_kind { EV_UDP_LISTEN, EV_TCP_LISTEN, EV_TCP_CLIENT, EV_UPSTREAM, EV_STOP };
+enum ev_kind { EV_UDP_LISTEN, EV_UDP_REPLY, EV_TCP_LISTEN, EV_TCP_CLIENT, EV_UPSTREAM,
+	       EV_STOP };
 
 struct ev {
 	enum ev_kind kind;
@@ -37,6 +38,19 @@ struct listener {
 	int family, sotype;
 	uint16_t port;
 };
+
+/* A transparent UDP socket bound to an address clients sent queries to
+ * (under TPROXY a resolver's address and port 53), which the replies come
+ * from.  While it exists the kernel delivers new queries for that address to
+ * it rather than to the listener, so it is read like a listener too. */
+struct rsock {
+	struct ev ev;
+	struct sockaddr_storage addr;
+	uint64_t last_used;
+};
+
+#define DNSF_REPLY_SOCKS   16
+#define DNSF_REPLY_IDLE_MS 30000
 
 struct dq;
 
@@ -85,6 +99,7 @@ struct dnsf {
 	int epfd;
 	struct ev stop;
 	struct listener lis[4];
+	struct rsock rs[DNSF_REPLY_SOCKS];
 	size_t n_lis;
 	struct tconn *conns;
 	size_t n_conns;
@@ -93,6 +108,8 @@ struct dnsf {
 	pthread_t thread;
 	bool running;
 	uint8_t scratch[DNS_MSG_MAX + 1];
+	uint8_t drain_buf[DNS_MSG_MAX + 1];   /* rsock_drain's own: it runs inside replies */
+	bool draining;
 };
 
 /* ---- small helpers ---- */
@@ -197,17 +214,77 @@ static void audit_query(struct dnsf *d, const struct dns_query *q, bool parsed, 
 
 /* ---- replies to clients ---- */
 
-/* The reply must come from the address the client sent to, which under
- * TPROXY is not ours: a transparent socket bound to it sends it. */
-static void udp_reply(struct dnsf *d, const struct sockaddr_storage *dst,
-		      const struct sockaddr_storage *client, const uint8_t *msg, size_t len)
+static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	int family = dst->ss_family;
-	_cleanup_close_ int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int one = 1;
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+	return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+}
 
-	if (fd < 0)
+static void handle_query(struct dnsf *d, bool tcp, struct tconn *c,
+			 const struct sockaddr_storage *client, const struct sockaddr_storage *dst,
+			 const uint8_t *buf, size_t len);
+
+/* Queries that reached a reply socket are queries to its address. */
+static void rsock_drain(struct dnsf *d, int fd, const struct sockaddr_storage *addr)
+{
+	if (d->draining)
+		return;         /* a socket evicted while draining another: rare, dropped */
+	d->draining = true;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage client = { 0 };
+		socklen_t cl = sizeof(client);
+		ssize_t n = recvfrom(fd, d->drain_buf, sizeof(d->drain_buf),
+				     MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&client, &cl);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if ((size_t)n > DNS_MSG_MAX)
+			continue;
+		handle_query(d, false, NULL, &client, addr, d->drain_buf, (size_t)n);
+	}
+	d->draining = false;
+}
+
+static void rsock_close(struct dnsf *d, struct rsock *rs)
+{
+	if (rs->ev.fd < 0)
 		return;
+	/* out of the table first: replies made while draining get a new socket */
+	int fd = rs->ev.fd;
+	struct sockaddr_storage addr = rs->addr;
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, fd, NULL);
+	rs->ev.fd = -1;
+	rsock_drain(d, fd, &addr);
+	close(fd);
+}
+
+static struct rsock *rsock_get(struct dnsf *d, const struct sockaddr_storage *dst)
+{
+	struct rsock *lru = NULL;
+	for (size_t i = 0; i < DNSF_REPLY_SOCKS; i++) {
+		struct rsock *rs = &d->rs[i];
+		if (rs->ev.fd >= 0 && sa_equal(&rs->addr, dst))
+			return rs;
+		if (!lru || (lru->ev.fd >= 0 && (rs->ev.fd < 0 || rs->last_used < lru->last_used)))
+			lru = rs;
+	}
+	rsock_close(d, lru);
+	if (lru->ev.fd >= 0)
+		return NULL;    /* taken while draining; rare, the reply is dropped */
+
+	int family = dst->ss_family, one = 1;
+	_cleanup_close_ int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return NULL;
 	if (family == AF_INET6)
 		setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one));
 	else
@@ -215,9 +292,30 @@ static void udp_reply(struct dnsf *d, const struct sockaddr_storage *dst,
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)dst, sa_len(dst)) < 0) {
 		log_debug("dns: cannot reply from the original destination: %s", strerror(errno));
-		return;
+		return NULL;
 	}
-	if (sendto(fd, msg, len, 0, (const struct sockaddr *)client, sa_len(client)) < 0)
+	lru->ev.kind = EV_UDP_REPLY;
+	lru->ev.fd = fd;
+	lru->ev.dead = false;
+	lru->addr = *dst;
+	if (ep_add(d, &lru->ev, EPOLLIN) < 0) {
+		lru->ev.fd = -1;
+		return NULL;
+	}
+	moat_steal_fd(&fd);
+	return lru;
+}
+
+/* The reply must come from the address the client sent to, which under
+ * TPROXY is not ours: a transparent socket bound to it sends it. */
+static void udp_reply(struct dnsf *d, const struct sockaddr_storage *dst,
+		      const struct sockaddr_storage *client, const uint8_t *msg, size_t len)
+{
+	struct rsock *rs = rsock_get(d, dst);
+	if (!rs)
+		return;
+	rs->last_used = moat_now_ms();
+	if (sendto(rs->ev.fd, msg, len, 0, (const struct sockaddr *)client, sa_len(client)) < 0)
 		log_debug("dns: reply: %s", strerror(errno));
 }
 
@@ -783,6 +881,9 @@ static void check_deadlines(struct dnsf *d, uint64_t now)
 	for (struct tconn *c = d->conns; c; c = c->next)
 		if (!c->ev.dead && !c->busy && now >= c->deadline)
 			conn_close(d, c);
+	for (size_t i = 0; i < DNSF_REPLY_SOCKS; i++)
+		if (d->rs[i].ev.fd >= 0 && now >= d->rs[i].last_used + DNSF_REPLY_IDLE_MS)
+			rsock_close(d, &d->rs[i]);
 }
 
 static int next_timeout(struct dnsf *d, uint64_t now)
@@ -791,6 +892,9 @@ static int next_timeout(struct dnsf *d, uint64_t now)
 	for (struct dq *dq = d->dqs; dq; dq = dq->next)
 		if (!dq->ev.dead && dq->attempt_deadline < t)
 			t = dq->attempt_deadline;
+	for (size_t i = 0; i < DNSF_REPLY_SOCKS; i++)
+		if (d->rs[i].ev.fd >= 0 && d->rs[i].last_used + DNSF_REPLY_IDLE_MS < t)
+			t = d->rs[i].last_used + DNSF_REPLY_IDLE_MS;
 	for (struct tconn *c = d->conns; c; c = c->next) {
 		if (c->ev.dead)
 			continue;
@@ -823,6 +927,12 @@ static void *loop(void *arg)
 			case EV_UDP_LISTEN:
 				on_udp_listen(d, (struct listener *)ev);
 				break;
+			case EV_UDP_REPLY: {
+				struct rsock *rs = (struct rsock *)ev;
+				struct sockaddr_storage addr = rs->addr;
+				rsock_drain(d, rs->ev.fd, &addr);
+				break;
+			}
 			case EV_TCP_LISTEN:
 				on_tcp_listen(d, (struct listener *)ev);
 				break;
@@ -997,6 +1107,8 @@ static void dnsf_free(struct dnsf *d)
 	sweep(d);
 	for (size_t i = 0; i < d->n_lis; i++)
 		ev_close(d, &d->lis[i].ev);
+	for (size_t i = 0; i < DNSF_REPLY_SOCKS; i++)
+		ev_close(d, &d->rs[i].ev);
 	ev_close(d, &d->stop);
 	if (d->epfd >= 0)
 		close(d->epfd);
@@ -1012,6 +1124,8 @@ int dnsf_start(const struct dnsf_config *cfg, struct dnsf **out, struct moat_err
 		return moat_error_errno(e, ENOMEM, "DNS filter");
 	d->epfd = -1;
 	d->stop.fd = -1;
+	for (size_t i = 0; i < DNSF_REPLY_SOCKS; i++)
+		d->rs[i].ev.fd = -1;
 	d->stop.kind = EV_STOP;
 	d->policy = cfg->policy;
 	d->audit = cfg->audit;
