@@ -111,24 +111,39 @@ int policy_find_builtin(const char *name, char *path, size_t size);
  * calls fn once per remark. */
 void policy_warnings(const struct policy *p, void (*fn)(void *arg, const char *msg), void *arg);
 
-/* The normalized profile as JSON (caller frees). */
+/* The normalized profile as JSON (caller frees with free()); it loads again
+ * to the same policy. */
 char *policy_to_json(const struct policy *p);
 
 /* Name + port decision for a connection (L7).  name need not be
  * NUL-terminated; it is compared case-insensitively, trailing dot ignored.
  * A name that is not a valid DNS name (bad characters, numeric forms such as
- * "127.1" or "0x7f.1") is denied with reason "bad-name". */
+ * "127.1" or "0x7f.1", a NUL inside len) is denied with reason "bad-name".
+ * Reasons: "allow-host", "allow-all"; "host-not-allowed", "port-not-allowed",
+ * "transport-not-allowed", "bad-name".  d->rule is the deciding allow_host
+ * entry as written (it lives as long as p), or NULL.
+ *
+ * Neither policy_match_host nor policy_match_addr applies the private-class
+ * ban: callers check the address they connect to with
+ * policy_private_allowed() as well (insecure_allow_all does not open it). */
 void policy_match_host(const struct policy *p, const char *name, size_t len, uint16_t port,
 		       enum policy_proto proto, struct policy_decision *d);
 
-/* Address + port decision (IP literals/CIDRs in allow_host). */
+/* Address + port decision (IP literals/CIDRs in allow_host).  An IPv4-mapped
+ * IPv6 address (::ffff:a.b.c.d) is matched as the IPv4 address.  Reasons:
+ * "allow-addr", "allow-all"; "addr-not-allowed", "port-not-allowed",
+ * "transport-not-allowed". */
 void policy_match_addr(const struct policy *p, int family, const void *addr, uint16_t port,
 		       enum policy_proto proto, struct policy_decision *d);
 
 /* Whether DNS may resolve this name: some host rule covers it, whatever the port. */
 bool policy_name_resolvable(const struct policy *p, const char *name, size_t len);
 
-/* Class of a destination address, and whether the profile opens it. */
+/* Class of a destination address (v4-mapped and NAT64 64:ff9b::/96 addresses
+ * take their IPv4 address's class), and whether the profile opens it: true for
+ * public addresses, else when allow_private names the class or a CIDR holding
+ * the address.  policy_addr_class_name gives "public", "loopback",
+ * "link-local", "private", "cgnat", "ula", "unspecified". */
 enum addr_class policy_addr_class(int family, const void *addr);
 bool policy_private_allowed(const struct policy *p, int family, const void *addr);
 const char *policy_addr_class_name(enum addr_class c);
