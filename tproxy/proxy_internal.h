@@ -81,6 +81,8 @@ void resolver_put(struct resolver *r, struct rentry *en);
 
 struct worker;
 
+#define PIPE_BYTES (256 * 1024)
+
 struct pipe_buf {
 	int fd[2];
 	size_t pending;                 /* bytes in the pipe */

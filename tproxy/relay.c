@@ -20,7 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define SPLICE_CHUNK (64 * 1024)
+#define SPLICE_CHUNK PIPE_BYTES
 #define PUMP_BUDGET 32
 
 enum { P_AGAIN = 0, P_MORE = 1, P_EOF = 2, P_ERR = -1 };
