@@ -185,8 +185,8 @@ static size_t make_query(uint8_t *buf, uint16_t id, const char *name, uint16_t t
 /* 253 characters (255 wire bytes) is the longest name; one more is too long. */
 static void test_name_length_limits(void **state)
 {
-	char name[300];
-	uint8_t buf[400];
+	char name[400];
+	uint8_t buf[500];
 	struct dns_query q;
 	memset(name, 'a', sizeof(name));
 	name[63] = name[127] = name[191] = '.';
@@ -371,43 +371,43 @@ struct acase {
 };
 
 static const struct acase acases[] = {
-	{ "two A records", "www.example.com", 1,
+	{ .desc = "two A records", "www.example.com", 1,
 	  { { "@", 1, 300, "198.18.0.10" }, { "@", 1, 300, "198.18.0.11" } },
 	  M_NONE, PARSE_OK, 2, "198.18.0.10", 300, "www.example.com" },
-	{ "AAAA", "www.example.com", 28, { { "@", 28, 60, "2001:2::1" } },
+	{ .desc = "AAAA", "www.example.com", 28, { { "@", 28, 60, "2001:2::1" } },
 	  M_NONE, PARSE_OK, 1, "2001:2::1", 60, "www.example.com" },
-	{ "owner name written out in upper case", "www.example.com", 1,
+	{ .desc = "owner name written out in upper case", "www.example.com", 1,
 	  { { "WWW.EXAMPLE.COM", 1, 30, "198.18.0.12" } },
 	  M_NONE, PARSE_OK, 1, "198.18.0.12", 30, "www.example.com" },
-	{ "CNAME chain: TTL is the smallest along it", "www.example.com", 1,
+	{ .desc = "CNAME chain: TTL is the smallest along it", "www.example.com", 1,
 	  { { "@", 5, 60, "cdn.example.net" }, { "cdn.example.net", 5, 600, "edge.cdn.net" },
 	    { "edge.cdn.net", 1, 300, "198.18.0.20" } },
 	  M_NONE, PARSE_OK, 1, "198.18.0.20", 60, "edge.cdn.net" },
-	{ "CNAME chain out of order", "www.example.com", 1,
+	{ .desc = "CNAME chain out of order", "www.example.com", 1,
 	  { { "edge.cdn.net", 1, 30, "198.18.0.21" }, { "cdn.example.net", 5, 600, "edge.cdn.net" },
 	    { "@", 5, 60, "cdn.example.net" } },
 	  M_NONE, PARSE_OK, 1, "198.18.0.21", 30, "edge.cdn.net" },
-	{ "records for other owners are ignored", "www.example.com", 1,
+	{ .desc = "records for other owners are ignored", "www.example.com", 1,
 	  { { "evil.example", 1, 300, "198.18.9.9" }, { "@", 1, 300, "198.18.0.30" } },
 	  M_NONE, PARSE_OK, 1, "198.18.0.30", 300, "www.example.com" },
-	{ "CNAME loop ends", "a.example", 1,
+	{ .desc = "CNAME loop ends", "a.example", 1,
 	  { { "a.example", 5, 60, "b.example" }, { "b.example", 5, 60, "a.example" } },
 	  M_NONE, PARSE_OK, 0 },
-	{ "NXDOMAIN without answers", "nope.example", 1, { { 0 } }, M_NONE, PARSE_OK, 0 },
-	{ "TC flag", "www.example.com", 1, { { 0 } }, M_TC, PARSE_OK, 0 },
-	{ "wrong id", "www.example.com", 1, { { "@", 1, 300, "198.18.0.10" } },
+	{ .desc = "NXDOMAIN without answers", "nope.example", 1, { { 0 } }, M_NONE, PARSE_OK, 0 },
+	{ .desc = "TC flag", "www.example.com", 1, { { 0 } }, M_TC, PARSE_OK, 0 },
+	{ .desc = "wrong id", "www.example.com", 1, { { "@", 1, 300, "198.18.0.10" } },
 	  M_BAD_ID, PARSE_INVALID },
-	{ "question names another name", "www.example.com", 1,
+	{ .desc = "question names another name", "www.example.com", 1,
 	  { { "@", 1, 300, "198.18.0.10" } }, M_OTHER_QNAME, PARSE_INVALID },
-	{ "question has another type", "www.example.com", 1,
+	{ .desc = "question has another type", "www.example.com", 1,
 	  { { "@", 1, 300, "198.18.0.10" } }, M_OTHER_QTYPE, PARSE_INVALID },
-	{ "last RR cut short", "www.example.com", 1,
+	{ .desc = "last RR cut short", "www.example.com", 1,
 	  { { "@", 1, 300, "198.18.0.10" } }, M_CUT_LAST, PARSE_INVALID },
-	{ "A record with 5 bytes", "www.example.com", 1,
+	{ .desc = "A record with 5 bytes", "www.example.com", 1,
 	  { { "@", 1, 300, "198.18.0.10" } }, M_A_LEN5, PARSE_INVALID },
-	{ "QR=0", "www.example.com", 1, { { "@", 1, 300, "198.18.0.10" } },
+	{ .desc = "QR=0", "www.example.com", 1, { { "@", 1, 300, "198.18.0.10" } },
 	  M_NOT_RESPONSE, PARSE_INVALID },
-	{ "trailing bytes", "www.example.com", 1, { { "@", 1, 300, "198.18.0.10" } },
+	{ .desc = "trailing bytes", "www.example.com", 1, { { "@", 1, 300, "198.18.0.10" } },
 	  M_TRAILING, PARSE_INVALID },
 };
 
