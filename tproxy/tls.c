@@ -296,7 +296,12 @@ enum parse_result tls_parse_client_hello(const uint8_t *buf, size_t len, uint8_t
 	if (r != PARSE_OK)
 		return r;
 	/* Fast path: the whole message in the first record, read in place. */
-	if (len >= 5 + 4 && rlen >= 4) {
+	if (rlen >= 4 && len < 5 + 4) {
+		if (len > 5 && buf[5] != TLS_HS_CLIENT_HELLO)
+			return invalid(out, "first handshake message is not a ClientHello");
+		return PARSE_NEED_MORE;
+	}
+	if (rlen >= 4) {
 		r = handshake_header(buf + 5, &need, TLS_HELLO_MAX, out);
 		if (r != PARSE_OK)
 			return r;

@@ -517,6 +517,7 @@ static void test_early_invalid(void **state)
 		{ "record too long", S("\x16\x03\x01\x40\x01") },
 		{ "empty record", S("\x16\x03\x01\x00\x00") },
 		{ "server_hello", S("\x16\x03\x01\x00\x30\x02\x00\x00\x2c") },
+		{ "server_hello, first byte", S("\x16\x03\x01\x00\x30\x02") },
 		{ "over the cap", S("\x16\x03\x01\x00\x30\x01\x01\x00\x00") },
 		{ "over the cap, 1-byte records",
 		  S("\x16\x03\x01\x00\x01\x01\x16\x03\x01\x00\x01\x01\x16\x03\x01\x00\x01\x00"
@@ -535,6 +536,31 @@ static void test_early_invalid(void **state)
 	assert_int_equal(tls_parse_client_hello((const uint8_t *)"\x16\x03\x01\x40\x00\x01\x00\xff"
 						"\xfc", 9, scratch, sizeof(scratch), &h),
 			 PARSE_NEED_MORE);
+}
+
+/* A hello in one record is read in place; one spread over records needs the scratch buffer. */
+static void test_in_place(void **state)
+{
+	size_t len;
+	uint8_t *raw = load("curl.bin", &len);
+	struct bb *hs = bb_new(), *rec = bb_new();
+	struct tls_hello h;
+
+	assert_int_equal(tls_parse_client_hello(raw, len, NULL, 0, &h), PARSE_OK);
+	assert_true(h.sni >= (const char *)raw && h.sni + h.sni_len <= (const char *)raw + len);
+	for (size_t i = 0; i < len; i++)
+		assert_int_equal(tls_parse_client_hello(raw, i, NULL, 0, &h), PARSE_NEED_MORE);
+	unframe(hs, raw, len);
+	frame(rec, hs->b, hs->n, 100);
+	assert_int_equal(tls_parse_client_hello(rec->b, rec->n, NULL, 0, &h), PARSE_INVALID);
+	assert_int_equal(tls_parse_client_hello(rec->b, rec->n, scratch, 256, &h), PARSE_INVALID);
+	assert_int_equal(tls_parse_client_hello(rec->b, rec->n, scratch, sizeof(scratch), &h),
+			 PARSE_OK);
+	assert_true(h.sni >= (const char *)scratch &&
+		    h.sni + h.sni_len <= (const char *)scratch + sizeof(scratch));
+	free(rec);
+	free(hs);
+	free(raw);
 }
 
 static void test_looks_like(void **state)
@@ -576,6 +602,7 @@ int main(void)
 		cmocka_unit_test(test_captures_reframed),
 		cmocka_unit_test(test_synthesized),
 		cmocka_unit_test(test_early_invalid),
+		cmocka_unit_test(test_in_place),
 		cmocka_unit_test(test_looks_like),
 		cmocka_unit_test(test_alert),
 	};
