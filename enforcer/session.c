@@ -1,0 +1,315 @@
+/* One sandbox's enforcement, assembled in the order that keeps it closed:
+ * listeners first (so TPROXY finds a socket), then the table (rules match the
+ * veth by name, so they hold before the veth exists), then the veth.
+ * Teardown goes the other way round: the veth first, then the rules. */
+#include "enforcer/enforcer.h"
+#include "enforcer/nflog.h"
+#include "enforcer/nft.h"
+#include "enforcer/wire.h"
+
+#include "common/audit.h"
+#include "common/moat.h"
+#include "profiles/profile.h"
+#include "tproxy/dns.h"
+#include "tproxy/learned.h"
+#include "tproxy/tproxy.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define NFLOG_GROUP_BASE 0x6d00         /* first NFLOG group tried */
+#define LEARNED_TTL_FLOOR_S 30
+#define LEARNED_TTL_CAP_S 86400
+
+struct enforcement {
+	char id[ENFORCER_ID_LEN + 1];
+	const struct policy *policy;
+	struct audit *audit;
+	struct learned *learned;
+	struct tproxy *proxy;
+	struct dnsf *dns;
+	struct nflog *nflog;
+	uint16_t nflog_group;
+	struct sockaddr_storage *local_addrs;
+	size_t n_local_addrs;
+	bool routing, table, wired;
+	struct sandbox_link link;
+};
+
+void enforcer_new_id(char id[ENFORCER_ID_LEN + 1])
+{
+	uint8_t r[ENFORCER_ID_LEN / 2];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		uint64_t t = moat_now_ns() ^ (uint64_t)getpid() << 32;
+		memcpy(r, &t, sizeof(r));
+	}
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(id + 2 * i, 3, "%02x", r[i]);
+}
+
+bool enforcer_owner_alive(pid_t pid)
+{
+	if (pid <= 0)
+		return false;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return false;
+	/* a reused pid that is not a moat does not keep a table alive */
+	char path[64], exe[4096];
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+	if (n < 0)
+		return true;    /* cannot tell: keep it */
+	exe[n] = '\0';
+	const char *base = strrchr(exe, '/');
+	base = base ? base + 1 : exe;
+	return strncmp(base, "moat", 4) == 0;
+}
+
+static const char *drop_reason(const char *prefix)
+{
+	/* "moat drop port" -> "port" */
+	const char *p = prefix ? strrchr(prefix, ' ') : NULL;
+	return p ? p + 1 : "drop";
+}
+
+static const char *proto_name(uint8_t proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP: return "tcp";
+	case IPPROTO_UDP: return "udp";
+	case IPPROTO_ICMP: return "icmp";
+	case IPPROTO_ICMPV6: return "icmpv6";
+	default: return NULL;
+	}
+}
+
+static void on_drop(void *arg, const struct nflog_pkt *p)
+{
+	struct enforcement *en = arg;
+	struct audit_rec r;
+	audit_begin(&r, "drop", "deny", drop_reason(p->prefix));
+	audit_addr(&r, "src", p->family, p->src);
+	audit_addr(&r, "dst", p->family, p->dst);
+	const char *pn = proto_name(p->proto);
+	if (pn)
+		audit_str(&r, "proto", pn);
+	else
+		audit_int(&r, "proto", p->proto);
+	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
+		audit_int(&r, "sport", p->sport);
+		audit_int(&r, "dport", p->dport);
+	} else if (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) {
+		audit_int(&r, "icmp_type", p->icmp_type);
+	}
+	audit_int(&r, "len", (long long)p->len);
+	audit_commit(en->audit, &r);
+}
+
+static void on_learned(void *arg, const char *name, int family, const void *addr, uint32_t ttl)
+{
+	struct enforcement *en = arg;
+	struct moat_error e = { 0 };
+	if (nft_learned_add(en->id, family, addr, ttl, &e) < 0)
+		log_warn("sandbox %s: %s", en->id, e.msg);
+}
+
+const struct sandbox_link *enforcement_link(const struct enforcement *en)
+{
+	return &en->link;
+}
+
+int enforcement_event_fd(const struct enforcement *en)
+{
+	return en->nflog ? nflog_fd(en->nflog) : -1;
+}
+
+void enforcement_process_events(struct enforcement *en)
+{
+	if (en->nflog)
+		nflog_dispatch(en->nflog, on_drop, en);
+}
+
+static bool other_tables_exist(const char *own_id)
+{
+	struct nft_table_info *t = NULL;
+	size_t n = 0;
+	if (nft_list_tables(&t, &n, NULL) < 0)
+		return true;    /* cannot tell: keep the routing */
+	bool others = false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].id, own_id) != 0)
+			others = true;
+	free(t);
+	return others;
+}
+
+void enforcement_down(struct enforcement *en)
+{
+	if (!en)
+		return;
+	struct moat_error e = { 0 };
+	if (en->wired && net_unwire(en->link.host_ifname, &e) < 0)
+		log_warn("%s", e.msg);
+	if (en->table && nft_remove(en->id, &e) < 0)
+		log_warn("%s", e.msg);
+	if (en->routing && !other_tables_exist(en->id) &&
+	    net_tproxy_routing_del(MOAT_FWMARK, MOAT_ROUTE_TABLE, &e) < 0)
+		log_warn("%s", e.msg);
+	if (en->proxy)
+		tproxy_stop(en->proxy);
+	if (en->dns)
+		dnsf_stop(en->dns);
+	if (en->nflog) {
+		/* drops logged during teardown still reach the audit log */
+		nflog_dispatch(en->nflog, on_drop, en);
+		nflog_close(en->nflog);
+	}
+	learned_free(en->learned);
+	free(en->local_addrs);
+	if (en->audit) {
+		struct audit_rec r;
+		audit_begin(&r, "sandbox", NULL, NULL);
+		audit_str(&r, "state", "stopped");
+		audit_commit(en->audit, &r);
+	}
+	audit_close(en->audit);
+	free(en);
+}
+
+static void audit_started(struct enforcement *en)
+{
+	struct audit_rec r;
+	audit_begin(&r, "sandbox", NULL, NULL);
+	audit_str(&r, "state", "started");
+	audit_str(&r, "profile", en->policy->name);
+	audit_str(&r, "interface", en->link.host_ifname);
+	audit_addr(&r, "addr4", AF_INET, &en->link.sb4);
+	audit_addr(&r, "addr6", AF_INET6, &en->link.sb6);
+	audit_int(&r, "pid", getpid());
+	audit_commit(en->audit, &r);
+}
+
+int enforcement_up(int netns_fd, const char *id, const struct enforcer_opts *o,
+		   struct enforcement **out, struct moat_error *e)
+{
+	struct enforcement *en = calloc(1, sizeof(*en));
+	struct port_set tcp = { 0 }, udp = { 0 };
+	int r;
+	if (!en)
+		return moat_error_errno(e, ENOMEM, "enforcement");
+	snprintf(en->id, sizeof(en->id), "%s", id);
+	en->policy = o->policy;
+
+	if (o->audit_path) {
+		en->audit = audit_open(o->audit_path, id, e);
+		if (!en->audit) {
+			r = -e->code;
+			goto fail;
+		}
+	}
+	en->learned = learned_new(LEARNED_TTL_FLOOR_S, LEARNED_TTL_CAP_S);
+	if (!en->learned) {
+		r = moat_error_errno(e, ENOMEM, "learned addresses");
+		goto fail;
+	}
+
+	r = net_tproxy_routing_add(MOAT_FWMARK, MOAT_ROUTE_TABLE, e);
+	if (r < 0)
+		goto fail;
+	en->routing = true;
+
+	r = net_local_addrs(&en->local_addrs, &en->n_local_addrs, e);
+	if (r < 0)
+		goto fail;
+
+	struct tproxy_config pc = {
+		.policy = o->policy,
+		.audit = en->audit,
+		.learned = en->learned,
+		.workers = o->workers,
+		.resolve_fallback = true,
+		.local_addrs = en->local_addrs,
+		.n_local_addrs = en->n_local_addrs,
+	};
+	r = tproxy_start(&pc, &en->proxy, e);
+	if (r < 0)
+		goto fail;
+
+	struct dnsf_config dc = {
+		.policy = o->policy,
+		.audit = en->audit,
+		.learned = en->learned,
+		.upstreams = o->upstreams,
+		.n_upstreams = o->n_upstreams,
+		.answer_https_svcb_empty = true,
+	};
+	r = dnsf_start(&dc, &en->dns, e);
+	if (r < 0)
+		goto fail;
+
+	r = nflog_open(NFLOG_GROUP_BASE, &en->nflog, &en->nflog_group, e);
+	if (r < 0)
+		goto fail;
+
+	r = policy_ports(o->policy, POLICY_TCP, &tcp);
+	if (r < 0) {
+		moat_error_errno(e, -r, "allowed TCP ports");
+		goto fail;
+	}
+	if (o->policy->udp) {
+		r = policy_ports(o->policy, POLICY_UDP, &udp);
+		if (r < 0) {
+			moat_error_errno(e, -r, "allowed UDP ports");
+			goto fail;
+		}
+	}
+
+	char ifname[IF_NAMESIZE];
+	snprintf(ifname, sizeof(ifname), "moat-%s", id);
+	struct nft_sandbox ns = {
+		.id = id,
+		.owner = getpid(),
+		.profile = o->policy->name,
+		.host_ifname = ifname,
+		.tproxy_port4 = tproxy_port(en->proxy, AF_INET),
+		.tproxy_port6 = tproxy_port(en->proxy, AF_INET6),
+		.dns_port4 = dnsf_port(en->dns, AF_INET, SOCK_DGRAM),
+		.dns_port6 = dnsf_port(en->dns, AF_INET6, SOCK_DGRAM),
+		.mark = MOAT_FWMARK,
+		.nflog_group = en->nflog_group,
+		.tcp_ports = &tcp,
+		.udp_ports = &udp,
+		.udp = o->policy->udp,
+	};
+	r = nft_install(&ns, e);
+	if (r < 0)
+		goto fail;
+	en->table = true;
+
+	if (o->policy->udp)
+		learned_set_hook(en->learned, on_learned, en);
+
+	r = net_wire(netns_fd, id, &o->pool, &en->link, e);
+	if (r < 0)
+		goto fail;
+	en->wired = true;
+	if (strcmp(en->link.host_ifname, ifname) != 0) {
+		r = moat_error_set(e, EINVAL, "veth %s does not match the rules' %s",
+				   en->link.host_ifname, ifname);
+		goto fail;
+	}
+
+	port_set_free(&tcp);
+	port_set_free(&udp);
+	audit_started(en);
+	*out = en;
+	return 0;
+fail:
+	port_set_free(&tcp);
+	port_set_free(&udp);
+	enforcement_down(en);
+	return r < 0 ? r : -EINVAL;
+}

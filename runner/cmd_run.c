@@ -1,0 +1,257 @@
+/* moat run: start a workload in a sandbox whose only network path goes
+ * through moat's rules, and wait for it. */
+#include "common/moat.h"
+#include "enforcer/enforcer.h"
+#include "profiles/profile.h"
+#include "runner/commands.h"
+#include "runner/loop.h"
+#include "runner/sandbox.h"
+#include "tproxy/dns.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <grp.h>
+#include <string.h>
+
+const char run_usage[] =
+	"Usage: moat run [OPTIONS] [--] COMMAND [ARG...]\n"
+	"\n"
+	"Runs COMMAND in new network, pid, mount, uts and ipc namespaces whose only way\n"
+	"out is through moat: TCP to allowed ports goes to moat's transparent proxy, which\n"
+	"allows or denies by TLS SNI or HTTP Host; DNS is answered only for allowed names;\n"
+	"everything else is dropped in the kernel. The command starts only after the rules\n"
+	"are in place.\n"
+	"\n"
+	"Options:\n"
+	"  -p, --profile FILE|NAME   permission profile (default: none = no network)\n"
+	"  -a, --audit-log FILE      append JSON Lines audit events to FILE ('-' = stderr)\n"
+	"  -u, --user UID[:GID]      run the command as this user (numeric or names)\n"
+	"      --dns-upstream ADDR[:PORT]  resolver for allowed names (repeatable;\n"
+	"                            default: this namespace's /etc/resolv.conf)\n"
+	"      --pool4 CIDR          IPv4 pool for sandbox links (default 10.231.0.0/16)\n"
+	"      --pool6 CIDR          IPv6 pool for sandbox links (default fd6d:6f61:7400::/48)\n"
+	"      --workers N           proxy worker threads (default: one per CPU)\n"
+	"      --hostname NAME       the sandbox's host name (default moat-ID)\n"
+	"  -h, --help                this help\n"
+	"\n"
+	"Exit status: the command's own; 125 when moat fails (bad profile, setup error);\n"
+	"126 when the command cannot be executed; 127 when it is not found.\n";
+
+struct run_opts {
+	const char *profile;
+	const char *audit_log;
+	const char *user;
+	const char *pool4, *pool6;
+	const char *hostname;
+	struct dns_upstream upstreams[8];
+	size_t n_upstreams;
+	unsigned workers;
+	char **argv;
+};
+
+enum { OPT_DNS = 256, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_HOSTNAME };
+
+static int parse_user(const char *s, uid_t *uid, gid_t *gid, struct moat_error *e)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", s);
+	char *colon = strchr(buf, ':');
+	if (colon)
+		*colon++ = '\0';
+	unsigned long long v;
+	struct passwd *pw = NULL;
+	if (moat_parse_uint(buf, 0, 0xfffffffeULL, &v) == 0) {
+		*uid = (uid_t)v;
+		pw = getpwuid(*uid);
+	} else {
+		pw = getpwnam(buf);
+		if (!pw)
+			return moat_error_set(e, EINVAL, "--user %s: no such user", s);
+		*uid = pw->pw_uid;
+	}
+	if (colon && *colon) {
+		if (moat_parse_uint(colon, 0, 0xfffffffeULL, &v) == 0) {
+			*gid = (gid_t)v;
+		} else {
+			struct group *gr = getgrnam(colon);
+			if (!gr)
+				return moat_error_set(e, EINVAL, "--user %s: no such group", s);
+			*gid = gr->gr_gid;
+		}
+	} else if (pw) {
+		*gid = pw->pw_gid;
+	} else {
+		*gid = (gid_t)*uid;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct run_opts *o, struct moat_error *e)
+{
+	static const struct option longopts[] = {
+		{ "profile", required_argument, NULL, 'p' },
+		{ "audit-log", required_argument, NULL, 'a' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "dns-upstream", required_argument, NULL, OPT_DNS },
+		{ "pool4", required_argument, NULL, OPT_POOL4 },
+		{ "pool6", required_argument, NULL, OPT_POOL6 },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "hostname", required_argument, NULL, OPT_HOSTNAME },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	optind = 1;
+	opterr = 0;
+	int c;
+	unsigned long long v;
+	while ((c = getopt_long(argc, argv, "+p:a:u:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->profile = optarg; break;
+		case 'a': o->audit_log = optarg; break;
+		case 'u': o->user = optarg; break;
+		case OPT_POOL4: o->pool4 = optarg; break;
+		case OPT_POOL6: o->pool6 = optarg; break;
+		case OPT_HOSTNAME: o->hostname = optarg; break;
+		case OPT_DNS:
+			if (o->n_upstreams == ARRAY_SIZE(o->upstreams))
+				return moat_error_set(e, EINVAL, "--dns-upstream: at most %zu resolvers",
+						      ARRAY_SIZE(o->upstreams));
+			if (dnsf_parse_upstream(optarg, &o->upstreams[o->n_upstreams], e) < 0)
+				return moat_error_prefix(e, "--dns-upstream");
+			o->n_upstreams++;
+			break;
+		case OPT_WORKERS:
+			if (moat_parse_uint(optarg, 1, 256, &v) < 0)
+				return moat_error_set(e, EINVAL, "--workers: expected 1-256 (%s)", optarg);
+			o->workers = (unsigned)v;
+			break;
+		case 'h':
+			fputs(run_usage, stdout);
+			return 1;
+		case ':':
+			return moat_error_set(e, EINVAL, "%s: missing argument", argv[optind - 1]);
+		default:
+			return moat_error_set(e, EINVAL, "unknown option '%s' (see 'moat run --help')",
+					      argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return moat_error_set(e, EINVAL, "no command given (see 'moat run --help')");
+	o->argv = argv + optind;
+	return 0;
+}
+
+/* The sandbox's resolver is its gateway; any other address it picks is
+ * intercepted all the same. */
+static void resolv_conf_for(const struct sandbox_link *l, char *buf, size_t cap)
+{
+	char a4[INET_ADDRSTRLEN], a6[INET6_ADDRSTRLEN];
+	inet_ntop(AF_INET, &l->host4, a4, sizeof(a4));
+	inet_ntop(AF_INET6, &l->host6, a6, sizeof(a6));
+	snprintf(buf, cap, "# written by moat: every DNS query is filtered by the profile\n"
+			   "nameserver %s\nnameserver %s\noptions edns0\n", a4, a6);
+}
+
+/* The sandbox's files are reached through its root, in its own mount
+ * namespace: the workload has not started yet, so nothing races with this. */
+static int write_in_sandbox(const struct sandbox *sb, const char *path, const char *content,
+			    struct moat_error *e)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "/proc/%d/root%s", (int)sb->pid, path);
+	_cleanup_close_ int fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return moat_error_errno(e, errno, "sandbox %s", path);
+	size_t len = strlen(content);
+	if (write(fd, content, len) != (ssize_t)len)
+		return moat_error_errno(e, errno ? errno : EIO, "sandbox %s", path);
+	return 0;
+}
+
+int run_main(int argc, char **argv)
+{
+	struct moat_error e = { 0 };
+	struct run_opts o = { .profile = "none" };
+	struct policy *pol = NULL;
+	struct enforcement *en = NULL;
+	struct sandbox sb = { .pid = -1, .netns_fd = -1, .pidfd = -1, .go_fd = -1, .status_fd = -1 };
+	bool have_sb = false;
+	int status = MOAT_EXIT_FAILURE;
+
+	int r = parse_args(argc, argv, &o, &e);
+	if (r > 0)
+		return 0;
+	if (r < 0) {
+		fprintf(stderr, "moat run: %s\n", e.msg);
+		return MOAT_EXIT_FAILURE;
+	}
+	if (policy_load(o.profile, &pol, &e) < 0) {
+		fprintf(stderr, "moat run: %s\n", e.msg);
+		return MOAT_EXIT_FAILURE;
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "moat run: needs root (namespaces, nftables and TPROXY sockets)\n");
+		goto out;
+	}
+
+	struct sandbox_spec spec = { .argv = o.argv };
+	if (o.user && parse_user(o.user, &spec.uid, &spec.gid, &e) < 0)
+		goto fail;
+	spec.set_user = o.user != NULL;
+
+	struct enforcer_opts eo = {
+		.policy = pol,
+		.audit_path = o.audit_log,
+		.upstreams = o.n_upstreams ? o.upstreams : NULL,
+		.n_upstreams = o.n_upstreams,
+		.workers = o.workers,
+	};
+	net_pool_default(&eo.pool);
+	if ((o.pool4 || o.pool6) && net_pool_parse(o.pool4, o.pool6, &eo.pool, &e) < 0)
+		goto fail;
+
+	char id[ENFORCER_ID_LEN + 1], hostname[64];
+	enforcer_new_id(id);
+	snprintf(hostname, sizeof(hostname), "moat-%s", id);
+	spec.hostname = o.hostname ? o.hostname : hostname;
+	spec.hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+	spec.resolv_conf = "# written by moat\n";
+
+	if (sandbox_create(&spec, &sb, &e) < 0)
+		goto fail;
+	have_sb = true;
+	/* after the sandbox (which must not inherit the mask), before any thread */
+	if (loop_block_signals(&e) < 0)
+		goto fail;
+	if (enforcement_up(sb.netns_fd, id, &eo, &en, &e) < 0)
+		goto fail;
+
+	char resolv[512];
+	resolv_conf_for(enforcement_link(en), resolv, sizeof(resolv));
+	if (write_in_sandbox(&sb, "/etc/resolv.conf", resolv, &e) < 0)
+		goto fail;
+	log_info("sandbox %s: profile %s, interface %s", id, pol->name,
+		 enforcement_link(en)->host_ifname);
+
+	r = sandbox_start(&sb, &e);
+	if (r < 0) {
+		fprintf(stderr, "moat run: %s\n", e.msg);
+		status = sandbox_exec_status(-r);
+		goto out;
+	}
+	status = loop_run(&sb, en);
+	goto out;
+
+fail:
+	fprintf(stderr, "moat run: %s\n", e.msg);
+	status = MOAT_EXIT_FAILURE;
+out:
+	/* the workload (and its network namespace) goes first, then the rules */
+	if (have_sb)
+		sandbox_destroy(&sb);
+	enforcement_down(en);
+	policy_free(pol);
+	return status;
+}

@@ -1,0 +1,138 @@
+#include "runner/loop.h"
+#include "common/moat.h"
+#include "enforcer/enforcer.h"
+#include "runner/sandbox.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+
+/* After the first SIGINT/SIGTERM the workload gets this long to exit. */
+#define GRACE_MS 10000
+
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+
+static void loop_sigset(sigset_t *set)
+{
+	sigemptyset(set);
+	for (size_t i = 0; i < ARRAY_SIZE(forwarded); i++)
+		sigaddset(set, forwarded[i]);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGPIPE);
+}
+
+int loop_block_signals(struct moat_error *e)
+{
+	sigset_t set;
+	loop_sigset(&set);
+	int r = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (r != 0)
+		return moat_error_errno(e, r, "block signals");
+	return 0;
+}
+
+void loop_unblock_signals(void)
+{
+	sigset_t set;
+	loop_sigset(&set);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+static int open_signalfd(void)
+{
+	sigset_t set;
+	loop_sigset(&set);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int loop_run(struct sandbox *sb, struct enforcement *en)
+{
+	_cleanup_close_ int sfd = open_signalfd();
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return MOAT_EXIT_FAILURE;
+	}
+	uint64_t kill_at = 0;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = sb->pidfd, .events = POLLIN },
+			{ .fd = enforcement_event_fd(en), .events = POLLIN },
+		};
+		int timeout = -1;
+		if (kill_at) {
+			uint64_t now = moat_now_ms();
+			timeout = now >= kill_at ? 0 : (int)(kill_at - now);
+		}
+		int n = poll(p, 3, timeout);
+		if (n < 0 && errno != EINTR) {
+			log_error("poll: %s", strerror(errno));
+			return MOAT_EXIT_FAILURE;
+		}
+		if (kill_at && moat_now_ms() >= kill_at) {
+			log_warn("the command did not exit within %d s: killing it", GRACE_MS / 1000);
+			sandbox_signal(sb, SIGKILL);
+			kill_at = 0;
+		}
+		if (n <= 0)
+			continue;
+		if (p[2].revents & POLLIN)
+			enforcement_process_events(en);
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				int sig = (int)si.ssi_signo;
+				if (sig == SIGCHLD || sig == SIGPIPE)
+					continue;
+				/* a terminal's signals reach the workload directly: it
+				 * shares moat's process group */
+				if (si.ssi_code != SI_KERNEL)
+					sandbox_signal(sb, sig);
+				if ((sig == SIGINT || sig == SIGTERM) && !kill_at)
+					kill_at = moat_now_ms() + GRACE_MS;
+			}
+		}
+		if (p[1].revents & (POLLIN | POLLHUP)) {
+			int status;
+			if (sandbox_wait(sb, true, &status) == 0) {
+				enforcement_process_events(en);
+				return status;
+			}
+		}
+	}
+}
+
+int loop_until_signal(struct enforcement *en)
+{
+	_cleanup_close_ int sfd = open_signalfd();
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = enforcement_event_fd(en), .events = POLLIN },
+		};
+		int n = poll(p, 2, -1);
+		if (n < 0 && errno != EINTR) {
+			log_error("poll: %s", strerror(errno));
+			return 1;
+		}
+		if (n <= 0)
+			continue;
+		if (p[1].revents & POLLIN)
+			enforcement_process_events(en);
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				int sig = (int)si.ssi_signo;
+				if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+					enforcement_process_events(en);
+					return 0;
+				}
+			}
+		}
+	}
+}
