@@ -415,6 +415,40 @@ static int check_id(const char *id, struct moat_error *e)
 	return 0;
 }
 
+static int link_flags_cb(const struct nlmsghdr *nlh, void *data, struct moat_error *e)
+{
+	if (nlh->nlmsg_type == RTM_NEWLINK &&
+	    nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct ifinfomsg))) {
+		const struct ifinfomsg *ifi = NLMSG_DATA(nlh);
+		*(unsigned *)data = ifi->ifi_flags;
+	}
+	return 0;
+}
+
+/* A veth carries packets only once the kernel's link watcher has seen the
+ * carrier and attached the queueing discipline (IFF_RUNNING); until then the
+ * workload's first packet would be dropped and its connect() stall for a
+ * SYN retransmission.  Usually a matter of a millisecond or two. */
+static int wait_running(struct nl_sock *s, int ifindex, const char *ifname, struct moat_error *e)
+{
+	uint64_t until = moat_now_ms() + 3000;
+	for (;;) {
+		struct nl_msg m;
+		struct ifinfomsg *ifi = nl_msg_init(&m, RTM_GETLINK, 0, sizeof(*ifi));
+		ifi->ifi_family = AF_UNSPEC;
+		ifi->ifi_index = ifindex;
+		unsigned flags = 0;
+		int r = nl_talk(s, &m, link_flags_cb, &flags, e);
+		if (r < 0)
+			return moat_error_prefix(e, "state of %s", ifname);
+		if (flags & IFF_RUNNING)
+			return 0;
+		if (moat_now_ms() >= until)
+			return moat_error_set(e, ETIMEDOUT, "%s did not come up within 3 s", ifname);
+		usleep(500);
+	}
+}
+
 int net_wire(int sandbox_netns_fd, const char *id, const struct net_pool *pool,
 	     struct sandbox_link *out, struct moat_error *e)
 {
@@ -509,6 +543,12 @@ int net_wire(int sandbox_netns_fd, const char *id, const struct net_pool *pool,
 	if (r < 0)
 		goto undo;
 	r = default_route_add(sb, l.sb_ifindex, AF_INET6, &l.host6, e);
+	if (r < 0)
+		goto undo;
+	r = wait_running(host, l.host_ifindex, l.host_ifname, e);
+	if (r < 0)
+		goto undo;
+	r = wait_running(sb, l.sb_ifindex, sbname, e);
 	if (r < 0)
 		goto undo;
 	free(used.v);
