@@ -53,6 +53,8 @@
 #
 # Needs root, iproute2, nginx, dnsmasq, openssl, dig; HELPERS (the built tests/helpers)
 # for the echo server.  Set TOPO_KEEP=1 to leave $TOPO_DIR in place for inspection.
+# Works in tests with or without `set -e`.  topo_netns_c, topo_spawn and topo_defer record
+# what they make in $TOPO_DIR, so they may also be called from a subshell ($(...)).
 
 : "${TOPO_BIG_MB:=8}"
 : "${TOPO_SHORT_TTL:=2}"
@@ -427,7 +429,7 @@ _topo_kill_pids() {
 	while read -r pid st; do
 		now=$(_topo_starttime "$pid") || continue
 		[ "$st" = 0 ] || [ "$now" = "$st" ] || continue
-		kill -TERM "$pid" 2>/dev/null
+		kill -TERM "$pid" 2>/dev/null || true
 	done <"$TOPO_DIR/pids"
 	for ((i = 0; i < 60; i++)); do
 		alive=0
@@ -440,11 +442,11 @@ _topo_kill_pids() {
 	while read -r pid st; do
 		now=$(_topo_starttime "$pid") || continue
 		[ "$st" = 0 ] || [ "$now" = "$st" ] || continue
-		_topo_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+		_topo_alive "$pid" && { kill -KILL "$pid" 2>/dev/null || true; }
 	done <"$TOPO_DIR/pids"
 	# reap our own children so no zombies stay behind
 	while read -r pid st; do
-		wait "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null || true
 	done <"$TOPO_DIR/pids"
 	return 0
 }
@@ -469,7 +471,7 @@ topo_down() {
 	# Whatever else still runs inside our own namespaces was started by this test.
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TOPO_PREFIX"); do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$pid" 2>/dev/null
+			kill -KILL "$pid" 2>/dev/null || true
 		done
 	done
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TOPO_PREFIX"); do
