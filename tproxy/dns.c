@@ -1023,8 +1023,8 @@ static int read_resolv_conf(struct dnsf *d, struct moat_error *e)
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line && d->n_up < DNSF_MAX_UPSTREAMS;
 	     line = strtok_r(NULL, "\n", &save)) {
-		char addr[INET6_ADDRSTRLEN + 16];
-		if (sscanf(line, " nameserver %63s", addr) != 1)
+		char addr[128];
+		if (sscanf(line, " nameserver %127s", addr) != 1)
 			continue;
 		char *pct = strchr(addr, '%');
 		if (pct)
