@@ -461,6 +461,7 @@ static void counter_add(struct nft_build *c, const char *name)
 }
 
 static const uint8_t nd_types[] = { 135, 136, 133 };   /* ns, na, rs */
+static const uint8_t mld_types[] = { 130, 131, 132, 143 };  /* query, report, done, v2 report */
 static const uint8_t tcp_udp[] = { IPPROTO_TCP, IPPROTO_UDP };
 static const uint8_t icmps[] = { IPPROTO_ICMP, IPPROTO_ICMPV6 };
 
@@ -488,6 +489,21 @@ static void chain_pre(struct nft_build *c, uint32_t tcp_id, uint32_t udp_id, uin
 	e_lookup(c, "__set%d", id);
 	e_verdict(c, NF_ACCEPT);
 	rule_end(c, pre, "icmpv6 type { nd-* } accept");
+
+	/* The sandbox's kernel announces its multicast groups (MLD) whenever a
+	 * link comes up: dropped without a log line, as they are not the
+	 * workload's doing. */
+	id = anon_set_u8(c, NFT_TYPE_ICMP6_TYPE, mld_types, ARRAY_SIZE(mld_types),
+			 "{ mld-listener-query, mld-listener-report, mld-listener-done, "
+			 "mld2-listener-report }");
+	rule_begin(c, pre);
+	e_nfproto(c, NFPROTO_IPV6);
+	e_meta_load(c, NFT_META_L4PROTO);
+	e_cmp_u8(c, IPPROTO_ICMPV6);
+	e_payload(c, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+	e_lookup(c, "__set%d", id);
+	e_verdict(c, NF_DROP);
+	rule_end(c, pre, "icmpv6 type { mld-* } drop");
 
 	/* DNS to any address goes to moat's filter, before the host-address
 	 * guard so that DNS sent to the gateway is caught too. */

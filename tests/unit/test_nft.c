@@ -94,6 +94,7 @@ static const char *const expected_lines[] = {
 	"type filter hook prerouting priority mangle; policy accept;",
 	"iifname != \"mveth0\" accept",
 	"icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept",
+	"icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } drop",
 	"meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 meta mark set 0x00004d4f "
 	"tproxy ip to :15053 accept",
 	"meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 meta mark set 0x00004d4f "
@@ -143,7 +144,7 @@ static void test_install_list_remove(void **state)
 	for (const char *l = out; (l = strstr(l, "\n\t\t")); l++)
 		rules += strncmp(l + 3, "type", 4) && strncmp(l + 3, "flags", 5) &&
 			 strncmp(l + 3, "elements", 8) && strncmp(l + 3, "packets", 7);
-	assert_int_equal(rules, 18 + 5 + 1);
+	assert_int_equal(rules, 19 + 5 + 1);
 	free(out);
 
 	struct nft_table_info *t = NULL;
