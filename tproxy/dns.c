@@ -39,18 +39,21 @@ struct listener {
 	uint16_t port;
 };
 
-/* A transparent UDP socket bound to an address clients sent queries to
- * (under TPROXY a resolver's address and port 53), which the replies come
- * from.  While it exists the kernel delivers new queries for that address to
- * it rather than to the listener, so it is read like a listener too. */
+/* A transparent UDP socket bound to the address a client sent its query to
+ * (under TPROXY a resolver's address and port 53) and connected to that
+ * client: the replies come from it.  Connected, it can only ever receive
+ * datagrams from that one client, never another sandbox's (another moat may
+ * hold a socket bound to the same resolver address); what it receives are
+ * that client's next queries, which the kernel now delivers here rather than
+ * to the listener, so it is read like a listener too. */
 struct rsock {
 	struct ev ev;
-	struct sockaddr_storage addr;
+	struct sockaddr_storage addr, peer;
 	uint64_t last_used;
 };
 
-#define DNSF_REPLY_SOCKS   16
-#define DNSF_REPLY_IDLE_MS 30000
+#define DNSF_REPLY_SOCKS   32
+#define DNSF_REPLY_IDLE_MS 5000
 
 struct dq;
 
@@ -267,12 +270,13 @@ static void rsock_close(struct dnsf *d, struct rsock *rs)
 	close(fd);
 }
 
-static struct rsock *rsock_get(struct dnsf *d, const struct sockaddr_storage *dst)
+static struct rsock *rsock_get(struct dnsf *d, const struct sockaddr_storage *dst,
+			       const struct sockaddr_storage *client)
 {
 	struct rsock *lru = NULL;
 	for (size_t i = 0; i < DNSF_REPLY_SOCKS; i++) {
 		struct rsock *rs = &d->rs[i];
-		if (rs->ev.fd >= 0 && sa_equal(&rs->addr, dst))
+		if (rs->ev.fd >= 0 && sa_equal(&rs->addr, dst) && sa_equal(&rs->peer, client))
 			return rs;
 		if (!lru || (lru->ev.fd >= 0 && (rs->ev.fd < 0 || rs->last_used < lru->last_used)))
 			lru = rs;
@@ -290,7 +294,8 @@ static struct rsock *rsock_get(struct dnsf *d, const struct sockaddr_storage *ds
 	else
 		setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)dst, sa_len(dst)) < 0) {
+	if (bind(fd, (const struct sockaddr *)dst, sa_len(dst)) < 0 ||
+	    connect(fd, (const struct sockaddr *)client, sa_len(client)) < 0) {
 		log_debug("dns: cannot reply from the original destination: %s", strerror(errno));
 		return NULL;
 	}
@@ -298,6 +303,7 @@ static struct rsock *rsock_get(struct dnsf *d, const struct sockaddr_storage *ds
 	lru->ev.fd = fd;
 	lru->ev.dead = false;
 	lru->addr = *dst;
+	lru->peer = *client;
 	if (ep_add(d, &lru->ev, EPOLLIN) < 0) {
 		lru->ev.fd = -1;
 		return NULL;
@@ -311,11 +317,11 @@ static struct rsock *rsock_get(struct dnsf *d, const struct sockaddr_storage *ds
 static void udp_reply(struct dnsf *d, const struct sockaddr_storage *dst,
 		      const struct sockaddr_storage *client, const uint8_t *msg, size_t len)
 {
-	struct rsock *rs = rsock_get(d, dst);
+	struct rsock *rs = rsock_get(d, dst, client);
 	if (!rs)
 		return;
 	rs->last_used = moat_now_ms();
-	if (sendto(rs->ev.fd, msg, len, 0, (const struct sockaddr *)client, sa_len(client)) < 0)
+	if (send(rs->ev.fd, msg, len, 0) < 0)
 		log_debug("dns: reply: %s", strerror(errno));
 }
 
@@ -412,6 +418,7 @@ static void dq_local_reply(struct dnsf *d, struct dq *dq, int rcode, const char 
 struct learn_ctx {
 	struct dnsf *d;
 	struct verdict *v;
+	bool learn;             /* false when the client is not sent the records */
 };
 
 static void on_answer(void *arg, const struct dns_answer *a)
@@ -420,6 +427,8 @@ static void on_answer(void *arg, const struct dns_answer *a)
 	struct verdict *v = lc->v;
 	char txt[INET6_ADDRSTRLEN];
 
+	if (!lc->learn)
+		return;
 	if (lc->d->learned)
 		learned_add(lc->d->learned, a->name, a->name_len, a->family, a->addr, a->ttl);
 	if (!inet_ntop(a->family, a->addr, txt, sizeof(txt)))
@@ -443,7 +452,9 @@ static void dq_deliver(struct dnsf *d, struct dq *dq, uint8_t *msg, size_t len)
 		.reason = d->policy->allow_all ? "allow-all" : "allow-host",
 		.has_answers = true,
 	};
-	struct learn_ctx lc = { d, &v };
+	/* too big for the client's UDP: an empty truncated reply sends it to TCP */
+	bool truncate = !dq->client_tcp && len > dns_client_udp_size(&dq->q);
+	struct learn_ctx lc = { d, &v, !truncate };
 	struct dns_reply_info info;
 	struct dns_query uq = dq->q;
 
@@ -457,8 +468,7 @@ static void dq_deliver(struct dnsf *d, struct dq *dq, uint8_t *msg, size_t len)
 	v.rcode = info.rcode;
 	msg[0] = (uint8_t)(dq->q.id >> 8);
 	msg[1] = (uint8_t)dq->q.id;
-	if (!dq->client_tcp && len > dns_client_udp_size(&dq->q)) {
-		/* too big for the client's UDP: an empty truncated reply sends it to TCP */
+	if (truncate) {
 		uint8_t out[DNS_HDR_LEN + DNS_WIRE_NAME_MAX + 4 + 11];
 		size_t n = dns_build_response(out, sizeof(out), dq->query, dq->qlen, &dq->q,
 					      info.rcode, false);

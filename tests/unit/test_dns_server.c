@@ -548,6 +548,36 @@ static void test_malformed_then_valid(void **state)
 	}
 }
 
+/* A client that asks again from the same port reaches the socket its first
+ * reply came from (the kernel prefers the connected reply socket): it must
+ * be answered all the same. */
+static void test_udp_same_port_again(void **state)
+{
+	if (g.skip)
+		skip();
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	uint8_t q[512], out[4096];
+	loopback(AF_INET, dnsf_port(g.main, AF_INET, SOCK_DGRAM), &ss, &sl);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&ss, sl), 0);
+	static const char *const names[] = { "www.allowed.test", "www.denied.test",
+					     "exact.test", "www.allowed.test" };
+	static const int rcodes[] = { DNS_RCODE_NOERROR, DNS_RCODE_NXDOMAIN, DNS_RCODE_NOERROR,
+				      DNS_RCODE_NOERROR };
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		size_t qn = make_query(q, (uint16_t)(0x3000 + i), names[i], DNS_TYPE_A, 0);
+		assert_int_equal(send(fd, q, qn, 0), (ssize_t)qn);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 2000), 1);
+		ssize_t n = recv(fd, out, sizeof(out), 0);
+		assert_true(n >= 12);
+		assert_int_equal((out[0] << 8) | out[1], 0x3000 + i);
+		assert_int_equal(out[3] & 0x0f, rcodes[i]);
+	}
+	close(fd);
+}
+
 static void test_tcp_several_queries(void **state)
 {
 	if (g.skip)
@@ -702,6 +732,7 @@ int main(void)
 		cmocka_unit_test(test_server_table),
 		cmocka_unit_test(test_learned_from_answers),
 		cmocka_unit_test(test_malformed_then_valid),
+		cmocka_unit_test(test_udp_same_port_again),
 		cmocka_unit_test(test_tcp_several_queries),
 		cmocka_unit_test(test_failover_and_down),
 		cmocka_unit_test(test_audit_lines),
