@@ -121,6 +121,16 @@ int container_simple_request(struct engine *en, const char *method, const char *
 	return ret;
 }
 
+int container_exec_errno(const struct moat_error *e)
+{
+	if (strstr(e->msg, "executable file not found") ||
+	    strstr(e->msg, "no such file or directory") || strstr(e->msg, "command was not found"))
+		return ENOENT;
+	if (strstr(e->msg, "permission denied"))
+		return EACCES;
+	return e->code ? e->code : EIO;
+}
+
 static int inspect_pid(struct engine *en, const char *prefix, const char *id, pid_t *pid,
 		       struct moat_error *e)
 {
@@ -221,8 +231,12 @@ static int prepare_podman(struct container *c, const struct container_spec *s, p
 	/* the runtime creates the namespaces and holds the command before exec */
 	ret = container_simple_request(en, "POST", "init", e, "%s/containers/%s/init", en->libpod,
 				       c->id);
-	if (ret < 0)
-		return ret;
+	if (ret < 0) {
+		/* the runtime looks the command up here */
+		if (e)
+			e->code = container_exec_errno(e);
+		return e ? -e->code : ret;
+	}
 	return inspect_pid(en, en->libpod, c->id, pid, e);
 }
 

@@ -202,15 +202,6 @@ static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 	return -r;
 }
 
-/* A start failure names the command: map "not found" and "permission denied" to errnos. */
-static int start_errno(const struct moat_error *e)
-{
-	if (strstr(e->msg, "not found") || strstr(e->msg, "no such file or directory"))
-		return ENOENT;
-	if (strstr(e->msg, "permission denied"))
-		return EACCES;
-	return e->code ? e->code : EIO;
-}
 
 int container_start(struct container *c, struct moat_error *e)
 {
@@ -239,9 +230,14 @@ int container_start(struct container *c, struct moat_error *e)
 	int state = c->attach_state;
 	pthread_mutex_unlock(&c->mu);
 	if (state < 0) {
-		if (e)
+		/* podman readies the container for attach: a bad command fails here */
+		int code = container_exec_errno(&c->attach_err);
+		if (e) {
 			*e = c->attach_err;
-		return -c->attach_err.code;
+			e->code = code;
+		}
+		c->attach_err.code = 0;         /* reported: not again at removal */
+		return -code;
 	}
 	if (state == 0)
 		return moat_error_set(e, ETIMEDOUT, "%s: attach: no answer within %d s",
@@ -251,7 +247,7 @@ int container_start(struct container *c, struct moat_error *e)
 	ret = container_simple_request(en, "POST", "start", &le, "%s/containers/%s/start",
 				       en->compat, c->id);
 	if (ret < 0) {
-		le.code = start_errno(&le);
+		le.code = container_exec_errno(&le);
 		if (e)
 			*e = le;
 		return -le.code;

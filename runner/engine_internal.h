@@ -87,6 +87,9 @@ struct container {
 int container_simple_request(struct engine *en, const char *method, const char *what,
 			     struct moat_error *e, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* The errno for a failure of the runtime to exec the command: ENOENT (not found), EACCES
+ * (not executable), else e->code. */
+int container_exec_errno(const struct moat_error *e);
 /* Waits up to ms for the output thread to finish, then stops it and joins it. */
 void container_attach_drain(struct container *c, int ms);
 
