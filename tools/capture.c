@@ -12,6 +12,8 @@
 #include <sys/eventfd.h>
 
 #define DRAIN_ROUNDS_MAX 100000
+#define CAPTURE_BLOCK_MS 50
+#define DRAIN_WAIT_MS (2 * CAPTURE_BLOCK_MS + 20)
 
 struct capture {
 	pcap_t *p;
@@ -45,6 +47,10 @@ int capture_parse_rotate(const char *s, struct capture_opts *o, struct moat_erro
 	case 'g': case 'G': mult = 1ull << 30; end++; break;
 	default: break;
 	}
+	if (*end && *end != ',')
+		return moat_error_set(e, EINVAL,
+				      "rotation '%s': want SIZE[,COUNT] with SIZE like 500k, 10M, 1G",
+				      s);
 	if (size > (1ull << 50) / mult)
 		return moat_error_set(e, EINVAL, "rotation '%s': SIZE too large", s);
 	size *= mult;
@@ -56,10 +62,6 @@ int capture_parse_rotate(const char *s, struct capture_opts *o, struct moat_erro
 			return moat_error_set(e, EINVAL,
 					      "rotation '%s': COUNT must be a number from 1 to "
 					      "1000000", s);
-	} else if (*end) {
-		return moat_error_set(e, EINVAL,
-				      "rotation '%s': want SIZE[,COUNT] with SIZE like 500k, 10M, 1G",
-				      s);
 	}
 	o->rotate_bytes = size;
 	o->rotate_count = (unsigned)count;
@@ -172,13 +174,18 @@ static void *capture_thread(void *arg)
 				pcap_dump_flush(c->d);
 		}
 	}
-	/* The drain: whatever the socket still queues belongs to the capture. */
+	/* The drain: whatever the socket still queues belongs to the capture,
+	 * including the block the kernel retires within CAPTURE_BLOCK_MS. */
 	for (int i = 0; i < DRAIN_ROUNDS_MAX; i++) {
 		int n = pcap_dispatch(c->p, -1, on_packet, (u_char *)c);
 
 		if (n == PCAP_ERROR_BREAK)
 			continue;       /* the flag pcap_breakloop() set, now cleared */
-		if (n <= 0)
+		if (n < 0)
+			break;
+		if (n > 0)
+			continue;
+		if (poll(pf, 1, DRAIN_WAIT_MS) <= 0)
 			break;
 	}
 	return NULL;
@@ -237,7 +244,11 @@ int capture_start(const char *ifname, const struct capture_opts *o, struct captu
 	}
 	pcap_set_snaplen(c->p, o->snaplen ? o->snaplen : CAPTURE_SNAPLEN_DEFAULT);
 	pcap_set_promisc(c->p, 0);
-	pcap_set_immediate_mode(c->p, 1);
+	/* Not immediate mode: libpcap then uses a TPACKET_V2 ring of snaplen-sized
+	 * slots (32 of them for 8 MiB at 256 KiB), which drops bursts.  TPACKET_V3
+	 * packs packets into blocks retired every CAPTURE_BLOCK_MS; the drain
+	 * waits for the last one. */
+	pcap_set_timeout(c->p, CAPTURE_BLOCK_MS);
 	pcap_set_buffer_size(c->p, CAPTURE_BUFFER_SIZE);
 	r = pcap_activate(c->p);
 	if (r < 0) {

@@ -34,7 +34,7 @@ struct capture_stats {
 	unsigned files;                 /* files written, rotated ones included */
 };
 
-/* Opens ifname in the current network namespace (immediate mode, 8 MiB
+/* Opens ifname in the current network namespace (TPACKET_V3 ring, 8 MiB
  * buffer), applies the filter (a bad one is an error naming it), creates the
  * first file and starts the capture thread. */
 int capture_start(const char *ifname, const struct capture_opts *o, struct capture **out,
