@@ -192,10 +192,12 @@ static void *worker_main(void *arg)
 				conn_on_client((struct conn *)(uintptr_t)tag, evs[i].events);
 		}
 		run_deadlines(w, moat_now_ms());
+		conn_reap(w);
 	}
 	for (int s = 0; s < CS_NSTATES; s++)
 		while (w->lists[s].head)
 			conn_close(w->lists[s].head, "shutdown", false);
+	conn_reap(w);
 	return NULL;
 }
 

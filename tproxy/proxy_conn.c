@@ -135,8 +135,23 @@ void conn_close(struct conn *c, const char *reason, bool reset)
 	free(c->buf);
 	free(c->tail);
 	free(c->name);
+	c->buf = NULL;
+	c->tail = NULL;
+	c->name = NULL;
+	c->cfd = c->ufd = -1;
+	c->state = CS_CLOSED;
 	atomic_fetch_sub(&w->t->active, 1);
-	free(c);
+	c->next = w->dead;
+	w->dead = c;
+}
+
+void conn_reap(struct worker *w)
+{
+	while (w->dead) {
+		struct conn *c = w->dead;
+		w->dead = c->next;
+		free(c);
+	}
 }
 
 void conn_accepted(struct worker *w, int fd, const struct sockaddr_storage *peer)

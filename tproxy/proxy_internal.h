@@ -96,7 +96,8 @@ struct dir {
 	bool shut;                      /* SHUT_WR sent to the sink */
 };
 
-enum conn_state { CS_HEAD, CS_RESOLVE, CS_CONNECT, CS_RELAY, CS_LINGER, CS_NSTATES };
+enum conn_state { CS_HEAD, CS_RESOLVE, CS_CONNECT, CS_RELAY, CS_LINGER, CS_NSTATES,
+		  CS_CLOSED = CS_NSTATES };   /* closed, freed after the current epoll batch */
 
 /* How the client -> server direction is treated once relaying. */
 enum up_mode {
@@ -179,6 +180,9 @@ void conn_on_upstream(struct conn *c, uint32_t ev);
 void conn_on_deadline(struct conn *c);
 void conn_resolved(struct conn *c);
 void conn_close(struct conn *c, const char *reason, bool reset);
+/* Frees the connections closed since the last call: an epoll batch may hold
+ * events for both sides of one connection, so none is freed mid-batch. */
+void conn_reap(struct worker *w);
 int conn_judge_seen(struct conn *c, bool first, int force);
 void linger_start(struct conn *c);
 void set_reset(int fd);
