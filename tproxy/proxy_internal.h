@@ -151,6 +151,7 @@ struct worker {
 	uint64_t lresume;
 	struct clist lists[CS_NSTATES];
 	struct conn *rwait;             /* awaiting a resolution */
+	struct conn *dead;              /* closed during this epoll batch (linked by next) */
 	struct pipe_buf *pool;
 	unsigned pool_n;
 	uint8_t scratch[TLS_HELLO_MAX];
