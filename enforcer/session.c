@@ -246,9 +246,23 @@ int enforcement_up(int netns_fd, const char *id, const struct enforcer_opts *o,
 		.n_upstreams = o->n_upstreams,
 		.answer_https_svcb_empty = true,
 	};
-	r = dnsf_start(&dc, &en->dns, e);
-	if (r < 0)
-		goto fail;
+	/* the rules send UDP and TCP port 53 of a family to one port: take
+	 * listeners again in the rare case the kernel could not give the same
+	 * port to both */
+	for (int attempt = 0;; attempt++) {
+		r = dnsf_start(&dc, &en->dns, e);
+		if (r < 0)
+			goto fail;
+		if (dnsf_port(en->dns, AF_INET, SOCK_DGRAM) == dnsf_port(en->dns, AF_INET, SOCK_STREAM) &&
+		    dnsf_port(en->dns, AF_INET6, SOCK_DGRAM) == dnsf_port(en->dns, AF_INET6, SOCK_STREAM))
+			break;
+		dnsf_stop(en->dns);
+		en->dns = NULL;
+		if (attempt == 4) {
+			r = moat_error_set(e, EADDRINUSE, "DNS filter: no port free for both UDP and TCP");
+			goto fail;
+		}
+	}
 
 	r = nflog_open(NFLOG_GROUP_BASE, &en->nflog, &en->nflog_group, e);
 	if (r < 0)
