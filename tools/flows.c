@@ -401,7 +401,7 @@ int flows_pcap_set(const char *path, char ***paths, size_t *n, struct moat_error
 	if (!dir)
 		return moat_error_errno(e, ENOMEM, "%s", path);
 	if (base) {
-		dir[base - path ? base - path : 1] = '\0';
+		dir[base > path ? (size_t)(base - path) : 1] = '\0';
 		base++;
 	} else {
 		strcpy(dir, ".");
@@ -538,7 +538,7 @@ static void join_one(struct flow_table *t, const struct audit_event *ev)
 		if (!f)
 			goto unmatched;
 		t->st.audit_unmatched++;
-		if (is_dns)
+		if (is_dns && ev->qname)
 			set_name(f, FLOW_NAME_QNAME, ev->qname, strlen(ev->qname));
 	}
 	if (ev->ts_us > f->last_us && !f->pkts[0] && !f->pkts[1])
@@ -607,7 +607,8 @@ struct flow **flows_sorted(struct flow_table *t, size_t *n)
 		*n = 0;
 		return NULL;
 	}
-	memcpy(t->sorted, t->all, t->n * sizeof(*t->sorted));
+	if (t->n)
+		memcpy(t->sorted, t->all, t->n * sizeof(*t->sorted));
 	/* stable enough: flows are added in time order per file */
 	qsort(t->sorted, t->n, sizeof(*t->sorted), cmp_flow);
 	*n = t->n;

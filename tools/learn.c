@@ -134,7 +134,14 @@ static bool norm_name(const char *in, char *out, size_t cap)
 		out[i] = c;
 	}
 	out[n] = '\0';
-	return label > 0;
+	if (label == 0)
+		return false;
+	/* an all-digit last label reads as an address ("1.2.3.4", "a.0.0.2"): the
+	 * profile loader refuses such names */
+	for (size_t i = n - label; i < n; i++)
+		if (out[i] < '0' || out[i] > '9')
+			return true;
+	return false;
 }
 
 /* An address as the profile writes it, and whether it is in a class closed
