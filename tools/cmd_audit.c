@@ -43,12 +43,17 @@ static void endpoint(char *buf, size_t cap, int family, const uint8_t *a, uint16
 	char s[INET6_ADDRSTRLEN] = "?";
 
 	inet_ntop(family, a, s, sizeof(s));
+	char p[8] = "*";
+
+	/* port 0: not known (DNS events carry no source port) */
+	if (port)
+		snprintf(p, sizeof(p), "%u", port);
 	if (!ports)
 		snprintf(buf, cap, "%s", s);
 	else if (family == AF_INET6)
-		snprintf(buf, cap, "[%s]:%u", s, port);
+		snprintf(buf, cap, "[%s]:%s", s, p);
 	else
-		snprintf(buf, cap, "%s:%u", s, port);
+		snprintf(buf, cap, "%s:%s", s, p);
 }
 
 static bool has_ports(const struct flow *f)
@@ -112,7 +117,7 @@ static int print_json(struct flow **rows, size_t n)
 		cJSON_AddStringToObject(o, "last", ts);
 		cJSON_AddStringToObject(o, "proto", proto_text(f->proto, pb, sizeof(pb)));
 		cJSON_AddStringToObject(o, "src", a);
-		if (has_ports(f))
+		if (has_ports(f) && f->aport)
 			cJSON_AddNumberToObject(o, "sport", f->aport);
 		cJSON_AddStringToObject(o, "dst", b);
 		if (has_ports(f))

@@ -108,40 +108,37 @@ static int add_entry(struct learner *l, const char *name, bool ip, bool priv, ui
 	return add_port(en, port);
 }
 
-/* Lower case, no trailing dot, a valid DNS name; false otherwise. */
+/* Lower case, no trailing dot, and a name the profile loader accepts:
+ * letters, digits and '-' (not at a label's ends), labels of 1-63 bytes, and
+ * a last label that does not start with a digit (it would read as an
+ * address).  False otherwise: the caller falls back to the address. */
 static bool norm_name(const char *in, char *out, size_t cap)
 {
-	size_t n = strlen(in), label = 0;
+	size_t n = strlen(in), start = 0;
 
 	if (n && in[n - 1] == '.')
 		n--;
 	if (n == 0 || n > POLICY_NAME_MAX || n >= cap)
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = (char)tolower((unsigned char)in[i]);
+	for (size_t i = 0; i <= n; i++) {
+		char c = i < n ? (char)tolower((unsigned char)in[i]) : '.';
 
 		if (c == '.') {
-			if (label == 0)
+			if (i == start || i - start > 63 || out[start] == '-' || out[i - 1] == '-')
 				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-			   c == '_') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
+			if (i < n)
+				out[i] = c;
+			start = i + 1;
+			continue;
 		}
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
 		out[i] = c;
 	}
 	out[n] = '\0';
-	if (label == 0)
-		return false;
-	/* an all-digit last label reads as an address ("1.2.3.4", "a.0.0.2"): the
-	 * profile loader refuses such names */
-	for (size_t i = n - label; i < n; i++)
-		if (out[i] < '0' || out[i] > '9')
-			return true;
-	return false;
+	for (start = n; start > 0 && out[start - 1] != '.'; start--)
+		;
+	return !(out[start] >= '0' && out[start] <= '9');
 }
 
 /* An address as the profile writes it, and whether it is in a class closed

@@ -111,6 +111,11 @@ static const struct learn_case cases[] = {
 	{ "names no profile can hold fall back to the address", false,
 	  EV("tcp", "allow", "198.18.0.10", 443, ",\"sni\":\"bad name!\""),
 	  "198.18.0.10", "443", "tcp", NULL },
+	{ "names the loader refuses fall back to the address", false,
+	  EV("tcp", "allow", "198.18.0.10", 443, ",\"sni\":\"_api.example.com\"")
+	  EV("tcp", "allow", "198.18.0.10", 443, ",\"sni\":\"-a.example.com\"")
+	  EV("tcp", "allow", "198.18.0.10", 443, ",\"sni\":\"a.example.1com\""),
+	  "198.18.0.10", "443", "tcp", NULL },
 	{ "a name ending in a numeric label is no name", false,
 	  EV("tcp", "allow", "198.18.0.10", 443, ",\"sni\":\"api.exa.0.0.2\""),
 	  "198.18.0.10", "443", "tcp", NULL },
