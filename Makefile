@@ -25,6 +25,7 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMOAT_VERSION='"$(VERSION)"' \
            -DMOAT_PROFILE_DIR='"$(PREFIX)/share/moat/profiles"' \
            -DMOAT_SRC_PROFILE_DIR='"$(CURDIR)/profiles/builtin"' \
+           -DMOAT_LIBEXEC_DIR='"$(PREFIX)/libexec/moat"' \
            -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
@@ -48,7 +49,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 .PHONY: all deps check check-unit check-integration check-fuzz fuzz demo install clean bench bench-quick
-all: $(BUILD)/moat
+all: $(BUILD)/moat $(BUILD)/moat-pause
 
 $(BUILD)/libmoat.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
@@ -65,10 +66,24 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmoat.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libmoat.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
-# Static helper programs used by tests and benchmarks (no libmoat).
+# Helper programs used by tests and benchmarks (no libmoat).
 $(BUILD)/tests/helpers/%: tests/helpers/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lssl -lcrypto -lpthread
+
+# Programs that run inside container images, which may have no libc: static, and never with
+# sanitizers (their runtimes do not link statically).  moat-pause is moat's own (installed to
+# libexec, found next to the moat binary first); pause and tlsclient go into the test image.
+STATIC_CFLAGS := -O2 -g -std=gnu11 $(WARN) -D_GNU_SOURCE
+$(BUILD)/moat-pause: runner/pause/moat-pause.c
+	@mkdir -p $(@D)
+	$(CC) $(STATIC_CFLAGS) -static -o $@ $<
+$(BUILD)/tests/helpers/pause: $(BUILD)/moat-pause
+	@mkdir -p $(@D)
+	cp $< $@
+$(BUILD)/tests/helpers/tlsclient: tests/helpers/tlsclient.c
+	@mkdir -p $(@D)
+	$(CC) $(STATIC_CFLAGS) -static -o $@ $< -lssl -lcrypto -lpthread
 
 deps:
 	@tools/deps
@@ -110,8 +125,9 @@ bench-quick: deps
 	$(MAKE) all $(HELPER_BINS)
 	bench/run --build $(BUILD) --quick
 
-install: $(BUILD)/moat
+install: $(BUILD)/moat $(BUILD)/moat-pause
 	install -D -m 0755 $(BUILD)/moat $(DESTDIR)$(PREFIX)/bin/moat
+	install -D -m 0755 $(BUILD)/moat-pause $(DESTDIR)$(PREFIX)/libexec/moat/moat-pause
 	install -d $(DESTDIR)$(PREFIX)/share/moat/profiles
 	install -m 0644 profiles/builtin/*.json $(DESTDIR)$(PREFIX)/share/moat/profiles/
 	install -D -m 0644 docs/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/moat.1

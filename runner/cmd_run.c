@@ -5,6 +5,7 @@
 #include "profiles/profile.h"
 #include "runner/commands.h"
 #include "runner/loop.h"
+#include "runner/run.h"
 #include "runner/sandbox.h"
 #include "tproxy/dns.h"
 
@@ -34,24 +35,25 @@ const char run_usage[] =
 	"      --pool6 CIDR          IPv6 pool for sandbox links (default fd6d:6f61:7400::/48)\n"
 	"      --workers N           proxy worker threads (default: one per CPU)\n"
 	"      --hostname NAME       the sandbox's host name (default moat-ID)\n"
+	"\n"
+	"Containers (the command, if given, replaces the image's):\n"
+	"      --engine podman|docker  run IMAGE in a container through the engine's API\n"
+	"      --engine-socket PATH  the engine's API socket (default: $DOCKER_HOST,\n"
+	"                            $CONTAINER_HOST, /run/podman/podman.sock,\n"
+	"                            /var/run/docker.sock)\n"
+	"      --image IMAGE         the container image\n"
+	"  -e, --env NAME=VALUE      set an environment variable (repeatable)\n"
+	"  -v, --volume SRC:DST[:ro] bind-mount a host path (repeatable); the profile's\n"
+	"                            read (read-only) and write lists are mounted too\n"
+	"      --keep                keep the container after it exits\n"
 	"  -h, --help                this help\n"
 	"\n"
 	"Exit status: the command's own; 125 when moat fails (bad profile, setup error);\n"
 	"126 when the command cannot be executed; 127 when it is not found.\n";
 
-struct run_opts {
-	const char *profile;
-	const char *audit_log;
-	const char *user;
-	const char *pool4, *pool6;
-	const char *hostname;
-	struct dns_upstream upstreams[8];
-	size_t n_upstreams;
-	unsigned workers;
-	char **argv;
-};
 
-enum { OPT_DNS = 256, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_HOSTNAME };
+enum { OPT_DNS = 256, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_HOSTNAME, OPT_ENGINE, OPT_SOCKET,
+       OPT_IMAGE, OPT_KEEP };
 
 static int parse_user(const char *s, uid_t *uid, gid_t *gid, struct moat_error *e)
 {
@@ -99,6 +101,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o, struct moat_err
 		{ "pool6", required_argument, NULL, OPT_POOL6 },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "hostname", required_argument, NULL, OPT_HOSTNAME },
+		{ "engine", required_argument, NULL, OPT_ENGINE },
+		{ "engine-socket", required_argument, NULL, OPT_SOCKET },
+		{ "image", required_argument, NULL, OPT_IMAGE },
+		{ "env", required_argument, NULL, 'e' },
+		{ "volume", required_argument, NULL, 'v' },
+		{ "keep", no_argument, NULL, OPT_KEEP },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -106,7 +114,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, struct moat_err
 	opterr = 0;
 	int c;
 	unsigned long long v;
-	while ((c = getopt_long(argc, argv, "+p:a:u:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:a:u:e:v:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->profile = optarg; break;
 		case 'a': o->audit_log = optarg; break;
@@ -114,6 +122,31 @@ static int parse_args(int argc, char **argv, struct run_opts *o, struct moat_err
 		case OPT_POOL4: o->pool4 = optarg; break;
 		case OPT_POOL6: o->pool6 = optarg; break;
 		case OPT_HOSTNAME: o->hostname = optarg; break;
+		case OPT_SOCKET: o->engine_socket = optarg; break;
+		case OPT_IMAGE: o->image = optarg; break;
+		case OPT_KEEP: o->keep = true; break;
+		case OPT_ENGINE:
+			if (strcmp(optarg, "podman") && strcmp(optarg, "docker") && strcmp(optarg, "embedded"))
+				return moat_error_set(e, EINVAL, "--engine: expected podman, docker or "
+						      "embedded (%s)", optarg);
+			o->engine = strcmp(optarg, "embedded") ? optarg : NULL;
+			break;
+		case 'e':
+			if (o->n_env == ARRAY_SIZE(o->env) - 1)
+				return moat_error_set(e, EINVAL, "--env: at most %zu variables",
+						      ARRAY_SIZE(o->env) - 1);
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				return moat_error_set(e, EINVAL, "--env: expected NAME=VALUE (%s)", optarg);
+			o->env[o->n_env++] = optarg;
+			break;
+		case 'v':
+			if (o->n_volumes == ARRAY_SIZE(o->volumes))
+				return moat_error_set(e, EINVAL, "--volume: at most %zu mounts",
+						      ARRAY_SIZE(o->volumes));
+			if (run_parse_volume(optarg, &o->volumes[o->n_volumes], e) < 0)
+				return -e->code;
+			o->n_volumes++;
+			break;
 		case OPT_DNS:
 			if (o->n_upstreams == ARRAY_SIZE(o->upstreams))
 				return moat_error_set(e, EINVAL, "--dns-upstream: at most %zu resolvers",
@@ -137,15 +170,38 @@ static int parse_args(int argc, char **argv, struct run_opts *o, struct moat_err
 					      argv[optind - 1]);
 		}
 	}
-	if (optind >= argc)
+	if (o->engine && o->hostname)
+		return moat_error_set(e, EINVAL, "--hostname is not supported with --engine");
+	if (o->engine && !o->image)
+		return moat_error_set(e, EINVAL, "--engine %s needs --image IMAGE", o->engine);
+	if (!o->engine && (o->image || o->engine_socket || o->keep || o->n_volumes))
+		return moat_error_set(e, EINVAL, "--image, --engine-socket, --volume and --keep "
+				      "need --engine podman|docker");
+	if (optind >= argc && !o->engine)
 		return moat_error_set(e, EINVAL, "no command given (see 'moat run --help')");
 	o->argv = argv + optind;
 	return 0;
 }
 
+int run_enforcer_opts(const struct run_opts *o, const struct policy *pol, struct enforcer_opts *eo,
+		      struct moat_error *e)
+{
+	*eo = (struct enforcer_opts){
+		.policy = pol,
+		.audit_path = o->audit_log,
+		.upstreams = o->n_upstreams ? o->upstreams : NULL,
+		.n_upstreams = o->n_upstreams,
+		.workers = o->workers,
+	};
+	net_pool_default(&eo->pool);
+	if ((o->pool4 || o->pool6) && net_pool_parse(o->pool4, o->pool6, &eo->pool, e) < 0)
+		return -e->code;
+	return 0;
+}
+
 /* The sandbox's resolver is its gateway; any other address it picks is
  * intercepted all the same. */
-static void resolv_conf_for(const struct sandbox_link *l, char *buf, size_t cap)
+void run_resolv_conf(const struct sandbox_link *l, char *buf, size_t cap)
 {
 	char a4[INET_ADDRSTRLEN], a6[INET6_ADDRSTRLEN];
 	inet_ntop(AF_INET, &l->host4, a4, sizeof(a4));
@@ -195,21 +251,18 @@ int run_main(int argc, char **argv)
 		fprintf(stderr, "moat run: needs root (namespaces, nftables and TPROXY sockets)\n");
 		goto out;
 	}
+	if (o.engine) {
+		status = run_container(&o, pol);
+		goto out;
+	}
 
 	struct sandbox_spec spec = { .argv = o.argv };
 	if (o.user && parse_user(o.user, &spec.uid, &spec.gid, &e) < 0)
 		goto fail;
 	spec.set_user = o.user != NULL;
 
-	struct enforcer_opts eo = {
-		.policy = pol,
-		.audit_path = o.audit_log,
-		.upstreams = o.n_upstreams ? o.upstreams : NULL,
-		.n_upstreams = o.n_upstreams,
-		.workers = o.workers,
-	};
-	net_pool_default(&eo.pool);
-	if ((o.pool4 || o.pool6) && net_pool_parse(o.pool4, o.pool6, &eo.pool, &e) < 0)
+	struct enforcer_opts eo;
+	if (run_enforcer_opts(&o, pol, &eo, &e) < 0)
 		goto fail;
 
 	char id[ENFORCER_ID_LEN + 1], hostname[64];
@@ -229,7 +282,7 @@ int run_main(int argc, char **argv)
 		goto fail;
 
 	char resolv[512];
-	resolv_conf_for(enforcement_link(en), resolv, sizeof(resolv));
+	run_resolv_conf(enforcement_link(en), resolv, sizeof(resolv));
 	if (write_in_sandbox(&sb, "/etc/resolv.conf", resolv, &e) < 0)
 		goto fail;
 	log_info("sandbox %s: profile %s, interface %s", id, pol->name,

@@ -121,14 +121,22 @@ int container_simple_request(struct engine *en, const char *method, const char *
 	return ret;
 }
 
+/* ENOENT or EACCES when the runtime's message says it could not exec the command, else 0. */
+static int exec_errno_of(const char *msg)
+{
+	if (strstr(msg, "executable file not found") ||
+	    strstr(msg, "no such file or directory") || strstr(msg, "command was not found"))
+		return ENOENT;
+	if (strstr(msg, "permission denied"))
+		return EACCES;
+	return 0;
+}
+
 int container_exec_errno(const struct moat_error *e)
 {
-	if (strstr(e->msg, "executable file not found") ||
-	    strstr(e->msg, "no such file or directory") || strstr(e->msg, "command was not found"))
-		return ENOENT;
-	if (strstr(e->msg, "permission denied"))
-		return EACCES;
-	return e->code ? e->code : EIO;
+	int x = exec_errno_of(e->msg);
+
+	return x ? x : e->code ? e->code : EIO;
 }
 
 static int inspect_pid(struct engine *en, const char *prefix, const char *id, pid_t *pid,
@@ -233,9 +241,13 @@ static int prepare_podman(struct container *c, const struct container_spec *s, p
 				       c->id);
 	if (ret < 0) {
 		/* the runtime looks the command up here */
-		if (e)
-			e->code = container_exec_errno(e);
-		return e ? -e->code : ret;
+		int x = e ? exec_errno_of(e->msg) : 0;
+		if (x) {
+			c->exec_failed = true;
+			e->code = x;
+			return -x;
+		}
+		return ret;
 	}
 	return inspect_pid(en, en->libpod, c->id, pid, e);
 }
@@ -382,6 +394,13 @@ int container_prepare(struct engine *en, const struct container_spec *s, struct 
 	*out = c;
 	return 0;
 fail:
+	/* ENOENT and EACCES mean the command cannot be run (moat run: 127, 126); a missing
+	 * image (404) or anything else is another failure */
+	if ((ret == -ENOENT || ret == -EACCES) && !c->exec_failed) {
+		ret = -EIO;
+		if (e)
+			e->code = EIO;
+	}
 	container_remove(c, false);
 	return ret;
 }

@@ -321,6 +321,19 @@ int container_kill(struct container *c, int sig, struct moat_error *e)
 	return ret;
 }
 
+static void stop_one(struct engine *en, const char *id)
+{
+	struct moat_error e = { 0 };
+
+	if (!id[0])
+		return;
+	/* 304: it had stopped already */
+	if (container_simple_request(en, "POST", "stop", &e, "%s/containers/%s/stop?t=0",
+				     en->compat, id) < 0 &&
+	    e.code != EALREADY && e.code != ENOENT)
+		log_warn("%s", e.msg);
+}
+
 static void remove_one(struct engine *en, const char *id)
 {
 	struct moat_error e = { 0 };
@@ -337,10 +350,13 @@ void container_remove(struct container *c, bool keep)
 {
 	if (!c)
 		return;
+	/* the workload first: it depends on the pause container's netns */
 	if (!keep) {
-		/* the workload first: it depends on the pause container's netns */
 		remove_one(c->en, c->id);
 		remove_one(c->en, c->pause_id);
+	} else {
+		stop_one(c->en, c->id);
+		stop_one(c->en, c->pause_id);
 	}
 	__atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
 	if (c->wait_running)

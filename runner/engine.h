@@ -67,7 +67,8 @@ struct container;
 /* Creates the workload (and, for docker, the running pause container) and returns in *netns_fd
  * an O_CLOEXEC fd of the network namespace the workload will run in, which holds only lo and is
  * never moat's own.  The workload's command has not started.  On failure everything created is
- * removed and *out is NULL. */
+ * removed and *out is NULL; -ENOENT / -EACCES only when the runtime could not find / execute
+ * the command (podman looks it up at init), never for a missing image. */
 int container_prepare(struct engine *en, const struct container_spec *s, struct container **out,
 		      int *netns_fd, struct moat_error *e);
 
@@ -90,8 +91,8 @@ int container_kill(struct container *c, int sig, struct moat_error *e);
 const char *container_id(const struct container *c);
 const char *container_pause_id(const struct container *c);
 
-/* Removes the workload and pause containers (force: they are killed) unless keep, stops the
- * threads, closes fds and frees c.  Safe with NULL and after any failure. */
+/* Removes the workload and pause containers (force: they are killed), or with keep only stops
+ * them; stops the threads, closes fds and frees c.  Safe with NULL and after any failure. */
 void container_remove(struct container *c, bool keep);
 
 /* For moat cleanup: removes the containers labelled dev.moat.owner=<pid> whose pid is not

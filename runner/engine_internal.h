@@ -61,6 +61,7 @@ struct container {
 	int out_fd, err_fd;
 	int wait_efd;
 	int stop;                         /* set: threads abort their requests */
+	bool exec_failed;                 /* prepare failed: the command cannot be run */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

@@ -1,6 +1,7 @@
 #include "runner/loop.h"
 #include "common/moat.h"
 #include "enforcer/enforcer.h"
+#include "runner/engine.h"
 #include "runner/sandbox.h"
 
 #include <poll.h>
@@ -99,6 +100,61 @@ int loop_run(struct sandbox *sb, struct enforcement *en)
 				enforcement_process_events(en);
 				return status;
 			}
+		}
+	}
+}
+
+int loop_run_container(struct container *c, struct enforcement *en)
+{
+	_cleanup_close_ int sfd = open_signalfd();
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return -1;
+	}
+	uint64_t kill_at = 0;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = container_wait_fd(c), .events = POLLIN },
+			{ .fd = enforcement_event_fd(en), .events = POLLIN },
+		};
+		int timeout = -1;
+		if (kill_at) {
+			uint64_t now = moat_now_ms();
+			timeout = now >= kill_at ? 0 : (int)(kill_at - now);
+		}
+		int n = poll(p, 3, timeout);
+		if (n < 0 && errno != EINTR) {
+			log_error("poll: %s", strerror(errno));
+			return -1;
+		}
+		struct moat_error e = { 0 };
+		if (kill_at && moat_now_ms() >= kill_at) {
+			log_warn("the container did not exit within %d s: killing it",
+				 GRACE_MS / 1000);
+			if (container_kill(c, SIGKILL, &e) < 0 && e.code != ESRCH)
+				log_warn("%s", e.msg);
+			kill_at = 0;
+		}
+		if (n <= 0)
+			continue;
+		if (p[2].revents & POLLIN)
+			enforcement_process_events(en);
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				int sig = (int)si.ssi_signo;
+				if (sig == SIGCHLD || sig == SIGPIPE)
+					continue;
+				if (container_kill(c, sig, &e) < 0 && e.code != ESRCH)
+					log_warn("%s", e.msg);
+				if ((sig == SIGINT || sig == SIGTERM) && !kill_at)
+					kill_at = moat_now_ms() + GRACE_MS;
+			}
+		}
+		if (p[1].revents & (POLLIN | POLLHUP)) {
+			enforcement_process_events(en);
+			return 0;
 		}
 	}
 }
