@@ -5,19 +5,90 @@
 #include "enforcer/nft.h"
 #include "enforcer/wire.h"
 #include "runner/commands.h"
+#include "runner/engine.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <getopt.h>
 #include <string.h>
 
 const char cleanup_usage[] =
-	"Usage: moat cleanup [--dry-run]\n"
+	"Usage: moat cleanup [--dry-run] [--engine podman|docker] [--engine-socket PATH]\n"
 	"\n"
-	"Removes what a moat that died left in this network namespace: the tables\n"
-	"(inet moat_ID) whose owner process is gone, their veth links, links with no\n"
-	"table, and the TPROXY policy routing once no sandbox needs it. Never touches\n"
-	"what a live moat owns.\n"
+	"Removes what a moat that died left: the containers it made (labelled\n"
+	"dev.moat.owner=PID, kept ones too) when a container engine is reachable, then,\n"
+	"in this network namespace, the tables (inet moat_ID) whose owner process is\n"
+	"gone, their veth links, links with no table, and the TPROXY policy routing once\n"
+	"no sandbox needs it; and its files in /run/moat. Never touches what a live moat\n"
+	"owns. Without an engine reachable it says so and carries on.\n"
 	"\n"
-	"Exit status: 0 when everything left behind was removed, 1 otherwise.\n";
+	"      --engine podman|docker  the engine's kind (default podman)\n"
+	"      --engine-socket PATH  its API socket (default as for moat run)\n"
+	"  -n, --dry-run             only list what would be removed (not containers)\n"
+	"\n"
+	"Exit status: 0 when everything left behind was removed, 1 otherwise (also when\n"
+	"an engine given with --engine or --engine-socket cannot be reached).\n";
+
+/* The containers of dead moats.  Returns 1 when an engine named explicitly failed. */
+static int cleanup_containers(const char *kind, const char *socket, bool dry)
+{
+	struct moat_error e = { 0 };
+	struct engine *en = NULL;
+	bool explicit = kind || socket;
+	bool docker = kind && !strcmp(kind, "docker");
+	unsigned removed = 0;
+
+	if (engine_open(docker ? ENGINE_DOCKER : ENGINE_PODMAN, socket, &en, &e) < 0) {
+		if (explicit) {
+			fprintf(stderr, "moat cleanup: containers not checked: %s\n", e.msg);
+			return 1;
+		}
+		printf("no container engine reachable, containers not checked (%s)\n", e.msg);
+		return 0;
+	}
+	if (dry) {
+		printf("containers of dead moats on %s (%s) are not listed in a dry run\n",
+		       engine_name(en), engine_socket(en));
+		engine_close(en);
+		return 0;
+	}
+	int r = engine_cleanup_stale(en, enforcer_owner_alive, &removed, &e);
+	if (r < 0)
+		fprintf(stderr, "moat cleanup: %s\n", e.msg);
+	else if (removed)
+		printf("removed %u container%s of dead moats (%s, %s)\n", removed,
+		       removed == 1 ? "" : "s", engine_name(en), engine_socket(en));
+	engine_close(en);
+	return r < 0 ? 1 : 0;
+}
+
+/* The resolver files of moat run --engine: /run/moat/ID.PID.resolv.conf. */
+static int cleanup_files(bool dry)
+{
+	DIR *d = opendir("/run/moat");
+	struct dirent *de;
+	int failed = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char id[ENFORCER_ID_LEN + 1];
+		unsigned long pid;
+		int end = 0;
+		if (sscanf(de->d_name, "%8[0-9a-f].%lu.resolv.conf%n", id, &pid, &end) != 2 ||
+		    de->d_name[end] != '\0' || pid == 0 || pid > 4194304 ||
+		    enforcer_owner_alive((pid_t)pid))
+			continue;
+		printf("%s /run/moat/%s\n", dry ? "stale  " : "removed", de->d_name);
+		if (!dry && unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+			fprintf(stderr, "moat cleanup: /run/moat/%s: %s\n", de->d_name,
+				strerror(errno));
+			failed = 1;
+		}
+	}
+	closedir(d);
+	return failed;
+}
 
 const char status_usage[] =
 	"Usage: moat status [--json]\n"
@@ -44,20 +115,47 @@ static bool table_for_link(const struct nft_table_info *t, size_t n, const char 
 
 int cleanup_main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "engine", required_argument, NULL, 'E' },
+		{ "engine-socket", required_argument, NULL, 'S' },
+		{ 0 },
+	};
+	const char *kind = NULL, *socket = NULL;
 	bool dry = false;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
-			dry = true;
-		} else {
-			fprintf(stderr, "moat cleanup: unknown argument '%s'\n", argv[i]);
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":n", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n': dry = true; break;
+		case 'S': socket = optarg; break;
+		case 'E':
+			if (strcmp(optarg, "podman") && strcmp(optarg, "docker")) {
+				fprintf(stderr, "moat cleanup: --engine: expected podman or docker "
+					"(%s)\n", optarg);
+				return 2;
+			}
+			kind = optarg;
+			break;
+		case ':':
+			fprintf(stderr, "moat cleanup: %s: missing argument\n", argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "moat cleanup: unknown argument '%s'\n", argv[optind - 1]);
 			return 2;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "moat cleanup: unknown argument '%s'\n", argv[optind]);
+		return 2;
 	}
 	struct moat_error e = { 0 };
 	_cleanup_free_ struct nft_table_info *t = NULL;
 	_cleanup_free_ struct net_link_info *l = NULL;
 	size_t nt = 0, nl = 0, kept = 0;
-	int failed = 0;
+	/* the workloads first, as in a normal teardown */
+	int failed = cleanup_containers(kind, socket, dry);
 
 	if (nft_list_tables(&t, &nt, &e) < 0 || net_list_moat_links(&l, &nl, &e) < 0) {
 		fprintf(stderr, "moat cleanup: %s\n", e.msg);
@@ -97,6 +195,7 @@ int cleanup_main(int argc, char **argv)
 		fprintf(stderr, "moat cleanup: %s\n", e.msg);
 		failed++;
 	}
+	failed += cleanup_files(dry);
 	return failed ? 1 : 0;
 }
 
