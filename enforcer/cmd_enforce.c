@@ -6,6 +6,7 @@
 #include "runner/commands.h"
 #include "runner/loop.h"
 #include "tproxy/dns.h"
+#include "tools/capture.h"
 
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -27,13 +28,19 @@ const char enforce_usage[] =
 	"      --dns-upstream ADDR[:PORT]  resolver for allowed names (repeatable)\n"
 	"      --pool4 CIDR, --pool6 CIDR  address pools for the link\n"
 	"      --workers N           proxy worker threads (default: one per CPU)\n"
+	"      --pcap FILE           capture the namespace's traffic to FILE (classic pcap)\n"
+	"      --pcap-snaplen N      bytes kept of each packet (default 262144)\n"
+	"      --pcap-filter BPF     capture only what the filter matches\n"
+	"      --pcap-rotate SIZE[,COUNT]  start FILE.1, FILE.2, ... every SIZE bytes\n"
+	"                            (k, M, G suffixes), keeping at most COUNT files\n"
 	"      --ready-file FILE     write the sandbox id and addresses to FILE once\n"
 	"                            the namespace is confined\n"
 	"  -h, --help                this help\n"
 	"\n"
 	"Exit status: 0 after a clean stop, 125 when set-up fails.\n";
 
-enum { OPT_PID = 256, OPT_DNS, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_READY };
+enum { OPT_PID = 256, OPT_DNS, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_READY, OPT_PCAP,
+       OPT_PCAP_SNAPLEN, OPT_PCAP_FILTER, OPT_PCAP_ROTATE };
 
 static int write_ready(const char *path, const char *id, const struct sandbox_link *l,
 		       struct moat_error *e)
@@ -67,6 +74,10 @@ int enforce_main(int argc, char **argv)
 		{ "pool6", required_argument, NULL, OPT_POOL6 },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "ready-file", required_argument, NULL, OPT_READY },
+		{ "pcap", required_argument, NULL, OPT_PCAP },
+		{ "pcap-snaplen", required_argument, NULL, OPT_PCAP_SNAPLEN },
+		{ "pcap-filter", required_argument, NULL, OPT_PCAP_FILTER },
+		{ "pcap-rotate", required_argument, NULL, OPT_PCAP_ROTATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -75,6 +86,7 @@ int enforce_main(int argc, char **argv)
 	const char *ready = NULL;
 	pid_t pid = 0;
 	unsigned workers = 0;
+	struct capture_opts pcap = { 0 };
 	struct dns_upstream ups[8];
 	size_t n_ups = 0;
 	unsigned long long v;
@@ -90,6 +102,22 @@ int enforce_main(int argc, char **argv)
 		case OPT_POOL4: pool4 = optarg; break;
 		case OPT_POOL6: pool6 = optarg; break;
 		case OPT_READY: ready = optarg; break;
+		case OPT_PCAP: pcap.path = optarg; break;
+		case OPT_PCAP_FILTER: pcap.filter = optarg; break;
+		case OPT_PCAP_SNAPLEN:
+			if (moat_parse_uint(optarg, 64, 262144, &v) < 0) {
+				fprintf(stderr, "moat enforce: --pcap-snaplen: expected 64-262144 (%s)\n",
+					optarg);
+				return MOAT_EXIT_FAILURE;
+			}
+			pcap.snaplen = (int)v;
+			break;
+		case OPT_PCAP_ROTATE:
+			if (capture_parse_rotate(optarg, &pcap, &e) < 0) {
+				fprintf(stderr, "moat enforce: --pcap-rotate: %s\n", e.msg);
+				return MOAT_EXIT_FAILURE;
+			}
+			break;
 		case OPT_PID:
 			if (moat_parse_uint(optarg, 1, 0x3fffffff, &v) < 0) {
 				fprintf(stderr, "moat enforce: --pid: not a process id (%s)\n", optarg);
@@ -128,6 +156,11 @@ int enforce_main(int argc, char **argv)
 		fprintf(stderr, "moat enforce: unexpected argument '%s'\n", argv[optind]);
 		return MOAT_EXIT_FAILURE;
 	}
+	if (!pcap.path && (pcap.filter || pcap.snaplen || pcap.rotate_bytes)) {
+		fprintf(stderr, "moat enforce: --pcap-snaplen, --pcap-filter and --pcap-rotate "
+				"need --pcap FILE\n");
+		return MOAT_EXIT_FAILURE;
+	}
 	if (!netns == !pid) {
 		fprintf(stderr, "moat enforce: give exactly one of --netns PATH or --pid PID\n");
 		return MOAT_EXIT_FAILURE;
@@ -150,6 +183,7 @@ int enforce_main(int argc, char **argv)
 		.upstreams = n_ups ? ups : NULL,
 		.n_upstreams = n_ups,
 		.workers = workers,
+		.pcap = pcap.path ? &pcap : NULL,
 	};
 	net_pool_default(&eo.pool);
 	if ((pool4 || pool6) && net_pool_parse(pool4, pool6, &eo.pool, &e) < 0)

@@ -15,6 +15,7 @@
 struct moat_error;
 struct policy;
 struct dns_upstream;
+struct capture_opts;
 
 #define ENFORCER_ID_LEN 8
 
@@ -25,6 +26,7 @@ struct enforcer_opts {
 	const struct dns_upstream *upstreams;   /* NULL: the enforcement netns's resolv.conf */
 	size_t n_upstreams;
 	unsigned workers;                       /* proxy workers, 0: one per CPU */
+	const struct capture_opts *pcap;        /* NULL: no capture */
 };
 
 struct enforcement;
@@ -37,6 +39,11 @@ void enforcer_new_id(char id[ENFORCER_ID_LEN + 1]);
  * every step already made is undone. */
 int enforcement_up(int netns_fd, const char *id, const struct enforcer_opts *o,
 		   struct enforcement **out, struct moat_error *e);
+/* Stops the capture (if any) once the workload's last packet has passed:
+ * drains what the kernel still holds, closes the file, and logs the kernel's
+ * drop counts.  enforcement_down does it too; call it earlier when the
+ * workload exits, before its namespace goes. */
+void enforcement_stop_capture(struct enforcement *en);
 /* Removes everything enforcement_up made, veth first, so no packet slips
  * through between the two. */
 void enforcement_down(struct enforcement *en);

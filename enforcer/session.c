@@ -13,6 +13,7 @@
 #include "tproxy/dns.h"
 #include "tproxy/learned.h"
 #include "tproxy/tproxy.h"
+#include "tools/capture.h"
 
 #include <arpa/inet.h>
 #include <signal.h>
@@ -35,6 +36,7 @@ struct enforcement {
 	uint16_t nflog_group;
 	struct sockaddr_storage *local_addrs;
 	size_t n_local_addrs;
+	struct capture *capture;
 	bool routing, table, wired;
 	struct sandbox_link link;
 };
@@ -146,11 +148,35 @@ static bool other_tables_exist(const char *own_id)
 	return others;
 }
 
+void enforcement_stop_capture(struct enforcement *en)
+{
+	if (!en || !en->capture)
+		return;
+	struct capture_stats st = { 0 };
+	capture_stop(en->capture, &st);
+	en->capture = NULL;
+	struct audit_rec r;
+	audit_begin(&r, "capture", NULL, NULL);
+	audit_int(&r, "packets", (long long)st.packets);
+	audit_int(&r, "bytes", (long long)st.bytes);
+	audit_int(&r, "files", st.files);
+	audit_int(&r, "ps_recv", st.ps_recv);
+	audit_int(&r, "ps_drop", st.ps_drop);
+	audit_int(&r, "ps_ifdrop", st.ps_ifdrop);
+	audit_commit(en->audit, &r);
+	if (st.ps_drop || st.ps_ifdrop)
+		log_warn("capture: the kernel dropped %u packets (%u at the interface)", st.ps_drop,
+			 st.ps_ifdrop);
+	else
+		log_info("capture: %llu packets, no drops", (unsigned long long)st.packets);
+}
+
 void enforcement_down(struct enforcement *en)
 {
 	if (!en)
 		return;
 	struct moat_error e = { 0 };
+	enforcement_stop_capture(en);
 	if (en->wired && net_unwire(en->link.host_ifname, &e) < 0)
 		log_warn("%s", e.msg);
 	if (en->table && nft_remove(en->id, &e) < 0)
@@ -314,6 +340,12 @@ int enforcement_up(int netns_fd, const char *id, const struct enforcer_opts *o,
 		r = moat_error_set(e, EINVAL, "veth %s does not match the rules' %s",
 				   en->link.host_ifname, ifname);
 		goto fail;
+	}
+	/* on the host end, before the workload's first instruction */
+	if (o->pcap) {
+		r = capture_start(ifname, o->pcap, &en->capture, e);
+		if (r < 0)
+			goto fail;
 	}
 
 	port_set_free(&tcp);

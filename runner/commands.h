@@ -14,11 +14,13 @@ int enforce_main(int argc, char **argv);
 int profile_main(int argc, char **argv);
 int cleanup_main(int argc, char **argv);
 int status_main(int argc, char **argv);
+int audit_main(int argc, char **argv);
 
 extern const char run_usage[];
 extern const char enforce_usage[];
 extern const char profile_usage[];
 extern const char cleanup_usage[];
 extern const char status_usage[];
+extern const char audit_usage[];
 
 #endif

@@ -14,6 +14,7 @@ static const struct moat_command commands[] = {
 	{ "run", run_main, "run a command or container with its network confined to a profile", run_usage },
 	{ "enforce", enforce_main, "confine an existing network namespace until interrupted", enforce_usage },
 	{ "profile", profile_main, "check, show and explain permission profiles", profile_usage },
+	{ "audit", audit_main, "one row per flow from pcap files and the audit log; learn a profile", audit_usage },
 	{ "status", status_main, "list live sandboxes with their profile, addresses and counters", status_usage },
 	{ "cleanup", cleanup_main, "remove what a dead moat left behind", cleanup_usage },
 	{ "version", version_main, "print the version", version_usage },
