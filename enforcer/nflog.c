@@ -16,7 +16,9 @@
 #include "tproxy/parse.h"
 
 #define NFLOG_COPY      256     /* bytes of each packet: headers are enough */
-#define NFLOG_GROUPS    64      /* groups tried from base */
+/* Groups tried from base: one per sandbox of the enforcement netns, so this bounds how
+ * many run side by side (the default address pools hold 16384). */
+#define NFLOG_GROUPS    16384
 #define NFLOG_RECV_BUF  (64 * 1024)
 #define NFLOG_EXT_MAX   8       /* IPv6 extension headers walked before giving up */
 
