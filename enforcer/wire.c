@@ -160,10 +160,14 @@ static int collect_addr(const struct nlmsghdr *nlh, void *data, struct moat_erro
 	return 0;
 }
 
+/* A dump interrupted by a concurrent change (NLM_F_DUMP_INTR: another sandbox being
+ * wired at the same moment) is started over, this many times at most. */
+#define DUMP_ATTEMPTS 50
+
 static int collect_in_use(struct nl_sock *s, struct prefixes *ps, struct moat_error *e)
 {
 	int r = -EAGAIN;
-	for (int attempt = 0; attempt < 3 && r == -EAGAIN; attempt++) {
+	for (int attempt = 0; attempt < DUMP_ATTEMPTS && r == -EAGAIN; attempt++) {
 		ps->n = 0;
 		struct nl_msg m;
 		struct rtmsg *rtm = nl_msg_init(&m, RTM_GETROUTE, 0, sizeof(*rtm));
@@ -745,20 +749,24 @@ int net_list_moat_links(struct net_link_info **out, size_t *n, struct moat_error
 		return -e->code;
 	struct links ls = { 0 };
 	struct nl_msg m;
-	struct ifinfomsg *ifi = nl_msg_init(&m, RTM_GETLINK, 0, sizeof(*ifi));
-	ifi->ifi_family = AF_UNSPEC;
-	int r = nl_dump(s, &m, collect_moat_link, &ls, e);
-	if (r < 0) {
-		moat_error_prefix(e, "list links");
-		goto fail;
+	int r = -EAGAIN;
+	for (int attempt = 0; attempt < DUMP_ATTEMPTS && r == -EAGAIN; attempt++) {
+		ls.n = 0;
+		struct ifinfomsg *ifi = nl_msg_init(&m, RTM_GETLINK, 0, sizeof(*ifi));
+		ifi->ifi_family = AF_UNSPEC;
+		r = nl_dump(s, &m, collect_moat_link, &ls, e);
+		if (r < 0) {
+			moat_error_prefix(e, "list links");
+			continue;
+		}
+		struct ifaddrmsg *ifa = nl_msg_init(&m, RTM_GETADDR, 0, sizeof(*ifa));
+		ifa->ifa_family = AF_UNSPEC;
+		r = nl_dump(s, &m, fill_link_addr, &ls, e);
+		if (r < 0)
+			moat_error_prefix(e, "list addresses");
 	}
-	struct ifaddrmsg *ifa = nl_msg_init(&m, RTM_GETADDR, 0, sizeof(*ifa));
-	ifa->ifa_family = AF_UNSPEC;
-	r = nl_dump(s, &m, fill_link_addr, &ls, e);
-	if (r < 0) {
-		moat_error_prefix(e, "list addresses");
+	if (r < 0)
 		goto fail;
-	}
 	*out = ls.v;
 	*n = ls.n;
 	return 0;
@@ -827,9 +835,13 @@ int net_local_addrs(struct sockaddr_storage **out, size_t *n, struct moat_error 
 		return -e->code;
 	struct addrs as = { 0 };
 	struct nl_msg m;
-	struct ifaddrmsg *ifa = nl_msg_init(&m, RTM_GETADDR, 0, sizeof(*ifa));
-	ifa->ifa_family = AF_UNSPEC;
-	int r = nl_dump(s, &m, collect_local_addr, &as, e);
+	int r = -EAGAIN;
+	for (int attempt = 0; attempt < DUMP_ATTEMPTS && r == -EAGAIN; attempt++) {
+		as.n = 0;
+		struct ifaddrmsg *ifa = nl_msg_init(&m, RTM_GETADDR, 0, sizeof(*ifa));
+		ifa->ifa_family = AF_UNSPEC;
+		r = nl_dump(s, &m, collect_local_addr, &as, e);
+	}
 	if (r < 0) {
 		free(as.v);
 		return moat_error_prefix(e, "list addresses");
