@@ -17,6 +17,7 @@ struct learned_addr {
 	int family;
 	uint8_t addr[16];
 	uint64_t expiry_ms;
+	uint64_t hook_expiry_ms;        /* the same with the hook's floor */
 };
 
 struct learned_name {
@@ -31,7 +32,7 @@ struct learned_name {
 
 struct learned {
 	pthread_mutex_t lock;
-	uint32_t floor_s, cap_s;
+	uint32_t floor_s, cap_s, hook_floor_s;
 	struct learned_name *bucket[LEARNED_BUCKETS];
 	struct learned_name *oldest, *newest;
 	size_t n_names;
@@ -46,6 +47,7 @@ struct learned *learned_new(uint32_t ttl_floor_s, uint32_t ttl_cap_s)
 		return NULL;
 	pthread_mutex_init(&l->lock, NULL);
 	l->floor_s = ttl_floor_s;
+	l->hook_floor_s = ttl_floor_s;
 	l->cap_s = ttl_cap_s < ttl_floor_s ? ttl_floor_s : ttl_cap_s;
 	return l;
 }
@@ -69,6 +71,13 @@ void learned_set_hook(struct learned *l, learned_hook fn, void *arg)
 	pthread_mutex_lock(&l->lock);
 	l->hook = fn;
 	l->hook_arg = arg;
+	pthread_mutex_unlock(&l->lock);
+}
+
+void learned_set_hook_floor(struct learned *l, uint32_t floor_s)
+{
+	pthread_mutex_lock(&l->lock);
+	l->hook_floor_s = floor_s < l->cap_s ? floor_s : l->cap_s;
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -153,11 +162,14 @@ void learned_add(struct learned *l, const char *name, size_t len, int family, co
 
 	if (!l || !alen || !normalize(name, len, norm, &nlen, &h))
 		return;
-	uint32_t ttl = ttl_s < l->floor_s ? l->floor_s : ttl_s > l->cap_s ? l->cap_s : ttl_s;
 	uint64_t now = moat_now_ms();
-	uint64_t expiry = now + (uint64_t)ttl * 1000;
 
 	pthread_mutex_lock(&l->lock);
+	uint32_t capped = ttl_s > l->cap_s ? l->cap_s : ttl_s;
+	uint32_t ttl = capped < l->floor_s ? l->floor_s : capped;
+	uint32_t hook_ttl = capped < l->hook_floor_s ? l->hook_floor_s : capped;
+	uint64_t expiry = now + (uint64_t)ttl * 1000;
+	uint64_t hook_expiry = now + (uint64_t)hook_ttl * 1000;
 	struct learned_name *n = lookup(l, norm, nlen, h);
 	if (!n) {
 		if (l->n_names >= LEARNED_MAX_NAMES)
@@ -201,12 +213,16 @@ void learned_add(struct learned *l, const char *name, size_t len, int family, co
 	}
 	if (expiry > slot->expiry_ms)
 		slot->expiry_ms = expiry;
+	if (hook_expiry > slot->hook_expiry_ms)
+		slot->hook_expiry_ms = hook_expiry;
+	/* what is left of the longest answer, rounded up to whole seconds */
+	hook_ttl = (uint32_t)((slot->hook_expiry_ms - now + 999) / 1000);
 	learned_hook hook = l->hook;
 	void *hook_arg = l->hook_arg;
 	pthread_mutex_unlock(&l->lock);
 
 	if (hook)
-		hook(hook_arg, norm, family, addr, ttl);
+		hook(hook_arg, norm, family, addr, hook_ttl);
 }
 
 bool learned_has(struct learned *l, const char *name, size_t len, int family, const void *addr)

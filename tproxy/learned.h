@@ -21,10 +21,18 @@ void learned_add(struct learned *l, const char *name, size_t len, int family, co
 /* True when addr was relayed for name and has not expired. */
 bool learned_has(struct learned *l, const char *name, size_t len, int family, const void *addr);
 
-/* Called (outside the lock) for every address added, with the TTL actually
- * kept: the enforcer mirrors UDP-allowed addresses into an nftables set. */
+/* Called (outside the lock) for every address added: the enforcer mirrors
+ * UDP-allowed addresses into an nftables set.  ttl_s is how long the address
+ * stays valid for the hook: the answer's TTL clamped to [hook floor, cap], and
+ * never less than what an earlier answer for the same name and address still
+ * has left (so a caller that refreshes an expiry with it never shortens it).
+ * The hook floor is the store's floor unless learned_set_hook_floor() sets
+ * another one. */
 typedef void (*learned_hook)(void *arg, const char *name, int family, const void *addr,
 			     uint32_t ttl_s);
 void learned_set_hook(struct learned *l, learned_hook fn, void *arg);
+/* A floor for the hook's TTL only (e.g. a few seconds, so the nftables set
+ * follows the DNS TTL closely while the store keeps its own longer floor). */
+void learned_set_hook_floor(struct learned *l, uint32_t floor_s);
 
 #endif
