@@ -231,6 +231,10 @@ int nft_learned_add(const char *id, int family, const void *addr, uint32_t timeo
 	nftnl_set_set_str(s, NFTNL_SET_NAME, set_name);
 	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, addr, len);
 	nftnl_set_elem_set_u64(el, NFTNL_SET_ELEM_TIMEOUT, (uint64_t)timeout_s * 1000);
+	/* an explicit expiration: adding an element that is already there then
+	 * restarts its clock (kernels with element timeout updates, 6.10 on);
+	 * with the timeout alone the kernel keeps the old expiry */
+	nftnl_set_elem_set_u64(el, NFTNL_SET_ELEM_EXPIRATION, (uint64_t)timeout_s * 1000);
 	nftnl_set_elem_add(s, el);
 	struct nlmsghdr *nlh = nft_batch_msg(b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, 512);
 	if (nlh) {

@@ -51,7 +51,8 @@ struct nft_counter {
 int nft_counters(const char *id, struct nft_counter **out, size_t *n, struct moat_error *e);
 
 /* Adds addr (AF_INET: 4 bytes, AF_INET6: 16) to learned4/learned6 with a
- * timeout in seconds.  An address already there is not an error. */
+ * timeout in seconds.  An address already there is not an error: its expiry
+ * restarts at timeout_s (kernels 6.10 on; older ones keep the first expiry). */
 int nft_learned_add(const char *id, int family, const void *addr, uint32_t timeout_s,
 		    struct moat_error *e);
 
