@@ -16,13 +16,19 @@
 #include "tools/capture.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
 #define NFLOG_GROUP_BASE 0x6d00         /* first NFLOG group tried */
+/* The learned store keeps an answer at least 30 s for the proxy's
+ * anti-fronting check (a client may connect a little after a 0-TTL answer);
+ * the nftables UDP sets follow the DNS TTL itself, with only a few seconds of
+ * floor, so an address stops being reachable over UDP when its answer expires. */
 #define LEARNED_TTL_FLOOR_S 30
+#define LEARNED_UDP_TTL_FLOOR_S 5
 #define LEARNED_TTL_CAP_S 86400
 
 struct enforcement {
@@ -116,6 +122,49 @@ static void on_learned(void *arg, const char *name, int family, const void *addr
 	struct moat_error e = { 0 };
 	if (nft_learned_add(en->id, family, addr, ttl, &e) < 0)
 		log_warn("sandbox %s: %s", en->id, e.msg);
+}
+
+/* 1: the sysctl file holds a non-zero value, 0: it holds 0, <0: -errno. */
+static int sysctl_on(const char *path)
+{
+	char buf[16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int err = errno;
+	close(fd);
+	if (n < 0)
+		return -err;
+	if (n == 0)
+		return -EINVAL;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10) != 0;
+}
+
+/* UDP to learned addresses is routed by the enforcement netns (the proxy only
+ * takes TCP): without forwarding those packets would vanish without a word,
+ * so a profile that allows UDP is refused at start-up instead.  The files in
+ * /proc/sys/net are the current netns's. */
+static int check_forwarding(struct moat_error *e)
+{
+	static const struct { const char *path, *sysctl; bool optional; } f[] = {
+		{ "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward", false },
+		/* absent when the kernel has no IPv6 */
+		{ "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding", true },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
+		int r = sysctl_on(f[i].path);
+		if (r == -ENOENT && f[i].optional)
+			continue;
+		if (r < 0)
+			return moat_error_errno(e, -r, "allow_transport udp: reading %s", f[i].path);
+		if (r == 0)
+			return moat_error_set(e, EOPNOTSUPP,
+					      "allow_transport udp needs IP forwarding in the "
+					      "enforcement namespace: sysctl %s=1", f[i].sysctl);
+	}
+	return 0;
 }
 
 const struct sandbox_link *enforcement_link(const struct enforcement *en)
@@ -228,6 +277,11 @@ int enforcement_up(int netns_fd, const char *id, const struct enforcer_opts *o,
 		return moat_error_errno(e, ENOMEM, "enforcement");
 	snprintf(en->id, sizeof(en->id), "%s", id);
 	en->policy = o->policy;
+	if (o->policy->udp) {
+		r = check_forwarding(e);
+		if (r < 0)
+			goto fail;
+	}
 
 	if (o->audit_path) {
 		en->audit = audit_open(o->audit_path, id, e);
@@ -329,8 +383,10 @@ int enforcement_up(int netns_fd, const char *id, const struct enforcer_opts *o,
 		goto fail;
 	en->table = true;
 
-	if (o->policy->udp)
+	if (o->policy->udp) {
+		learned_set_hook_floor(en->learned, LEARNED_UDP_TTL_FLOOR_S);
 		learned_set_hook(en->learned, on_learned, en);
+	}
 
 	r = net_wire(netns_fd, id, &o->pool, &en->link, e);
 	if (r < 0)
