@@ -168,15 +168,22 @@ static void *attach_main(void *arg)
 static void *wait_main(void *arg)
 {
 	struct container *c = arg;
-	char path[ENGINE_ID_MAX + 64];
+	char path[ENGINE_ID_MAX + 96];
 	struct engine_reply r;
 	uint64_t one = 1;
 
-	snprintf(path, sizeof(path), "%s/containers/%s/wait", c->en->compat, c->id);
+	/* podman's compat wait polls the state every 250 ms or so; its own takes an interval
+	 * and answers the bare exit status */
+	if (c->en->kind == ENGINE_PODMAN)
+		snprintf(path, sizeof(path), "%s/containers/%s/wait?interval=20ms", c->en->libpod,
+			 c->id);
+	else
+		snprintf(path, sizeof(path), "%s/containers/%s/wait", c->en->compat, c->id);
 	c->wait_r = engine_request_until(c->en, c->wait_h, "POST", path, NULL, "wait", &c->stop, &r,
 					 &c->wait_err);
 	if (c->wait_r == 0) {
-		const cJSON *code = cJSON_GetObjectItemCaseSensitive(r.json, "StatusCode");
+		const cJSON *code = c->en->kind == ENGINE_PODMAN ? r.json :
+				    cJSON_GetObjectItemCaseSensitive(r.json, "StatusCode");
 		if (cJSON_IsNumber(code) && code->valuedouble >= 0 && code->valuedouble <= 255)
 			c->exit_code = (int)code->valuedouble;
 		else

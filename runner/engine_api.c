@@ -294,7 +294,68 @@ static bool version_chars(const char *s, size_t max)
 	return true;
 }
 
-/* Reads /version: the API version to use and, for podman, the libpod API version. */
+/* The API version to use, from the engine's own: at most ENGINE_API_MAX, at least 1.25. */
+static int set_api_version(struct engine *en, unsigned major, unsigned minor, struct moat_error *e)
+{
+	if (major > ENGINE_API_MAX_MAJOR ||
+	    (major == ENGINE_API_MAX_MAJOR && minor > ENGINE_API_MAX_MINOR)) {
+		major = ENGINE_API_MAX_MAJOR;
+		minor = ENGINE_API_MAX_MINOR;
+	}
+	if (major < 1 || (major == 1 && minor < 25))
+		return moat_error_set(e, ENOTSUP, "%s: API version %u.%u is too old (moat needs 1.25)",
+				      engine_name(en), major, minor);
+	snprintf(en->api_version, sizeof(en->api_version), "%u.%u", major, minor);
+	snprintf(en->compat, sizeof(en->compat), "/v%u.%u", major, minor);
+	return 0;
+}
+
+/* A header of the last reply on h, or NULL. */
+static const char *reply_header(CURL *h, const char *name)
+{
+	struct curl_header *hd;
+
+	if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &hd) != CURLHE_OK)
+		return NULL;
+	return hd->value;
+}
+
+/* Both engines answer /_ping with Api-Version (and podman with Libpod-Api-Version, its own
+ * version): enough, and /version costs podman 0.4-1 s.  false: not there, ask /version. */
+static bool handshake_from_ping(struct engine *en, int *ret, struct moat_error *e)
+{
+	const char *api = reply_header(en->h, "Api-Version");
+	const char *libpod = reply_header(en->h, "Libpod-Api-Version");
+	const char *server = reply_header(en->h, "Server");
+	unsigned major, minor;
+
+	if (!api || !parse_api_version(api, &major, &minor))
+		return false;
+	if (libpod && !version_chars(libpod, 16))
+		return false;
+	*ret = set_api_version(en, major, minor, e);
+	if (*ret < 0)
+		return true;
+	if (en->kind == ENGINE_PODMAN && !libpod) {
+		*ret = moat_error_set(e, ENOTSUP, "the engine at %s is not podman (use --engine "
+				      "docker)", en->socket);
+		return true;
+	}
+	/* "Docker/24.0.7 (linux)" */
+	const char *slash = server ? strchr(server, '/') : NULL;
+	if (libpod)
+		snprintf(en->version, sizeof(en->version), "%s", libpod);
+	else if (slash && slash[1])
+		snprintf(en->version, sizeof(en->version), "%.*s", (int)strcspn(slash + 1, " "),
+			 slash + 1);
+	else
+		snprintf(en->version, sizeof(en->version), "unknown");
+	snprintf(en->libpod, sizeof(en->libpod), "/v%s/libpod", libpod ? libpod : "4.0.0");
+	return true;
+}
+
+/* /_ping, then (only when its headers do not say) /version: the API version to use and, for
+ * podman, the libpod API version. */
 static int engine_handshake(struct engine *en, struct moat_error *e)
 {
 	struct engine_reply r;
@@ -302,6 +363,8 @@ static int engine_handshake(struct engine *en, struct moat_error *e)
 
 	engine_reply_free(&r);
 	if (ret < 0)
+		return ret;
+	if (handshake_from_ping(en, &ret, e))
 		return ret;
 	ret = engine_request(en, en->h, "GET", "/version", NULL, "version", &r, e);
 	if (ret < 0)
@@ -314,18 +377,9 @@ static int engine_handshake(struct engine *en, struct moat_error *e)
 				     engine_name(en));
 		goto out;
 	}
-	if (major > ENGINE_API_MAX_MAJOR ||
-	    (major == ENGINE_API_MAX_MAJOR && minor > ENGINE_API_MAX_MINOR)) {
-		major = ENGINE_API_MAX_MAJOR;
-		minor = ENGINE_API_MAX_MINOR;
-	}
-	if (major < 1 || (major == 1 && minor < 25)) {
-		ret = moat_error_set(e, ENOTSUP, "%s: API version %u.%u is too old (moat needs 1.25)",
-				     engine_name(en), major, minor);
+	ret = set_api_version(en, major, minor, e);
+	if (ret < 0)
 		goto out;
-	}
-	snprintf(en->api_version, sizeof(en->api_version), "%u.%u", major, minor);
-	snprintf(en->compat, sizeof(en->compat), "/v%u.%u", major, minor);
 	snprintf(en->version, sizeof(en->version), "%s",
 		 cJSON_IsString(ver) ? ver->valuestring : "unknown");
 
