@@ -122,6 +122,7 @@ struct conn {
 	uint8_t family;
 	bool is_tls, is_http, relayed, waiting;
 	bool upgrade_after_body;        /* an allowed Upgrade request: blind after its body */
+	bool up_more;                   /* client -> server stopped at the budget with work left */
 	uint16_t sport, dport;
 	uint16_t tls_version;
 	uint8_t src[16], dst[16];

@@ -121,7 +121,8 @@ static void body_finished(struct conn *c)
 		c->fwd = c->len;        /* after an Upgrade the stream is no longer HTTP */
 }
 
-/* client -> server.  Returns P_AGAIN (waiting), P_ERR (c must be closed). */
+/* client -> server.  Returns P_AGAIN (waiting), P_MORE (budget spent, work
+ * left), P_ERR (c must be closed). */
 static int pump_up(struct conn *c)
 {
 	for (int i = 0; i < PUMP_BUDGET; i++) {
@@ -211,7 +212,9 @@ static int pump_up(struct conn *c)
 		else if (r != P_MORE)
 			return r;
 	}
-	return P_AGAIN;
+	/* the budget ran out: what is left may sit in c->buf, where no socket
+	 * event will announce it (relay_update_events asks for another turn) */
+	return P_MORE;
 }
 
 /* server -> client.  Returns P_AGAIN, P_ERR, or P_EOF when c went to linger. */
@@ -265,8 +268,8 @@ void relay_update_events(struct conn *c)
 		cev |= EPOLLOUT;
 	if (!c->down.eof && !pending(&c->down))
 		uev |= EPOLLIN;
-	if (pending(&c->up) || c->sent < c->fwd)
-		uev |= EPOLLOUT;
+	if (pending(&c->up) || c->sent < c->fwd || c->up_more)
+		uev |= EPOLLOUT;        /* up_more: a writable upstream wakes us at once */
 	conn_set_events(c, 0, cev);
 	conn_set_events(c, 1, uev);
 }
@@ -284,6 +287,7 @@ void relay_pump(struct conn *c)
 		return;
 	conn_list_move(c, CS_RELAY, moat_now_ms() + c->w->t->cfg.idle_timeout_ms);
 	int r = pump_up(c);
+	c->up_more = r == P_MORE;
 	if (r == P_ERR) {
 		abort_both(c, c->up_mode == UP_HTTP_BODY ? "bad-http-body" : "reset");
 		return;
