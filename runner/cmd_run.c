@@ -174,9 +174,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, struct moat_err
 		return moat_error_set(e, EINVAL, "--hostname is not supported with --engine");
 	if (o->engine && !o->image)
 		return moat_error_set(e, EINVAL, "--engine %s needs --image IMAGE", o->engine);
-	if (!o->engine && (o->image || o->engine_socket || o->keep || o->n_volumes))
-		return moat_error_set(e, EINVAL, "--image, --engine-socket, --volume and --keep "
-				      "need --engine podman|docker");
+	if (!o->engine && (o->image || o->engine_socket || o->keep || o->n_volumes || o->n_env))
+		return moat_error_set(e, EINVAL, "--image, --engine-socket, --env, --volume and "
+				      "--keep need --engine podman|docker");
 	if (optind >= argc && !o->engine)
 		return moat_error_set(e, EINVAL, "no command given (see 'moat run --help')");
 	o->argv = argv + optind;
