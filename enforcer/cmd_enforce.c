@@ -28,19 +28,14 @@ const char enforce_usage[] =
 	"      --dns-upstream ADDR[:PORT]  resolver for allowed names (repeatable)\n"
 	"      --pool4 CIDR, --pool6 CIDR  address pools for the link\n"
 	"      --workers N           proxy worker threads (default: one per CPU)\n"
-	"      --pcap FILE           capture the namespace's traffic to FILE (classic pcap)\n"
-	"      --pcap-snaplen N      bytes kept of each packet (default 262144)\n"
-	"      --pcap-filter BPF     capture only what the filter matches\n"
-	"      --pcap-rotate SIZE[,COUNT]  start FILE.1, FILE.2, ... every SIZE bytes\n"
-	"                            (k, M, G suffixes), keeping at most COUNT files\n"
+	CAPTURE_USAGE
 	"      --ready-file FILE     write the sandbox id and addresses to FILE once\n"
 	"                            the namespace is confined\n"
 	"  -h, --help                this help\n"
 	"\n"
 	"Exit status: 0 after a clean stop, 125 when set-up fails.\n";
 
-enum { OPT_PID = 256, OPT_DNS, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_READY, OPT_PCAP,
-       OPT_PCAP_SNAPLEN, OPT_PCAP_FILTER, OPT_PCAP_ROTATE };
+enum { OPT_PID = 256, OPT_DNS, OPT_POOL4, OPT_POOL6, OPT_WORKERS, OPT_READY };
 
 static int write_ready(const char *path, const char *id, const struct sandbox_link *l,
 		       struct moat_error *e)
@@ -74,10 +69,7 @@ int enforce_main(int argc, char **argv)
 		{ "pool6", required_argument, NULL, OPT_POOL6 },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "ready-file", required_argument, NULL, OPT_READY },
-		{ "pcap", required_argument, NULL, OPT_PCAP },
-		{ "pcap-snaplen", required_argument, NULL, OPT_PCAP_SNAPLEN },
-		{ "pcap-filter", required_argument, NULL, OPT_PCAP_FILTER },
-		{ "pcap-rotate", required_argument, NULL, OPT_PCAP_ROTATE },
+		CAPTURE_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -95,6 +87,13 @@ int enforce_main(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "n:p:a:h", longopts, NULL)) != -1) {
+		int r = capture_opt(c, optarg, &pcap, &e);
+		if (r < 0) {
+			fprintf(stderr, "moat enforce: %s\n", e.msg);
+			return MOAT_EXIT_FAILURE;
+		}
+		if (r > 0)
+			continue;
 		switch (c) {
 		case 'n': netns = optarg; break;
 		case 'p': profile = optarg; break;
@@ -102,22 +101,6 @@ int enforce_main(int argc, char **argv)
 		case OPT_POOL4: pool4 = optarg; break;
 		case OPT_POOL6: pool6 = optarg; break;
 		case OPT_READY: ready = optarg; break;
-		case OPT_PCAP: pcap.path = optarg; break;
-		case OPT_PCAP_FILTER: pcap.filter = optarg; break;
-		case OPT_PCAP_SNAPLEN:
-			if (moat_parse_uint(optarg, 64, 262144, &v) < 0) {
-				fprintf(stderr, "moat enforce: --pcap-snaplen: expected 64-262144 (%s)\n",
-					optarg);
-				return MOAT_EXIT_FAILURE;
-			}
-			pcap.snaplen = (int)v;
-			break;
-		case OPT_PCAP_ROTATE:
-			if (capture_parse_rotate(optarg, &pcap, &e) < 0) {
-				fprintf(stderr, "moat enforce: --pcap-rotate: %s\n", e.msg);
-				return MOAT_EXIT_FAILURE;
-			}
-			break;
 		case OPT_PID:
 			if (moat_parse_uint(optarg, 1, 0x3fffffff, &v) < 0) {
 				fprintf(stderr, "moat enforce: --pid: not a process id (%s)\n", optarg);
@@ -156,9 +139,8 @@ int enforce_main(int argc, char **argv)
 		fprintf(stderr, "moat enforce: unexpected argument '%s'\n", argv[optind]);
 		return MOAT_EXIT_FAILURE;
 	}
-	if (!pcap.path && (pcap.filter || pcap.snaplen || pcap.rotate_bytes)) {
-		fprintf(stderr, "moat enforce: --pcap-snaplen, --pcap-filter and --pcap-rotate "
-				"need --pcap FILE\n");
+	if (capture_opts_check(&pcap, &e) < 0) {
+		fprintf(stderr, "moat enforce: %s\n", e.msg);
 		return MOAT_EXIT_FAILURE;
 	}
 	if (!netns == !pid) {

@@ -68,6 +68,61 @@ int capture_parse_rotate(const char *s, struct capture_opts *o, struct moat_erro
 	return 0;
 }
 
+int capture_opt(int opt, const char *arg, struct capture_opts *o, struct moat_error *e)
+{
+	unsigned long long v;
+
+	switch (opt) {
+	case CAPTURE_OPT_PCAP:
+		if (!arg || !*arg)
+			return moat_error_set(e, EINVAL, "--pcap: empty file name");
+		o->path = arg;
+		return 1;
+	case CAPTURE_OPT_FILTER:
+		o->filter = arg;
+		return 1;
+	case CAPTURE_OPT_SNAPLEN:
+		if (moat_parse_uint(arg, CAPTURE_SNAPLEN_MIN, CAPTURE_SNAPLEN_DEFAULT, &v) < 0)
+			return moat_error_set(e, EINVAL, "--pcap-snaplen: expected %d-%d (%s)",
+					      CAPTURE_SNAPLEN_MIN, CAPTURE_SNAPLEN_DEFAULT, arg);
+		o->snaplen = (int)v;
+		return 1;
+	case CAPTURE_OPT_ROTATE:
+		if (capture_parse_rotate(arg, o, e) < 0)
+			return moat_error_prefix(e, "--pcap-rotate");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int capture_opts_check(const struct capture_opts *o, struct moat_error *e)
+{
+	struct bpf_program prog;
+	pcap_t *dead;
+	int r = 0;
+
+	if (!o->path) {
+		if (o->filter || o->snaplen || o->rotate_bytes)
+			return moat_error_set(e, EINVAL, "--pcap-snaplen, --pcap-filter and "
+					      "--pcap-rotate need --pcap FILE");
+		return 0;
+	}
+	if (!o->filter || !*o->filter)
+		return 0;
+	/* the same link type and snaplen as the live capture, which compiles it again */
+	dead = pcap_open_dead(DLT_EN10MB, o->snaplen ? o->snaplen : CAPTURE_SNAPLEN_DEFAULT);
+	if (!dead)
+		return moat_error_errno(e, ENOMEM, "capture filter");
+	if (pcap_compile(dead, &prog, o->filter, 1, PCAP_NETMASK_UNKNOWN) < 0)
+		r = moat_error_set(e, EINVAL, "capture filter '%s': %s", o->filter,
+				   pcap_geterr(dead));
+	else
+		pcap_freecode(&prog);
+	pcap_close(dead);
+	return r;
+}
+
 static char *file_name(const struct capture *c, unsigned index)
 {
 	char *s;

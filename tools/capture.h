@@ -26,6 +26,43 @@ struct capture_opts {
  * 1024), at least 4096; COUNT at least 1.  Sets rotate_bytes/rotate_count. */
 int capture_parse_rotate(const char *s, struct capture_opts *o, struct moat_error *e);
 
+/* The command-line options of a capture, shared by `moat run` and `moat enforce`:
+ *
+ *   static const struct option longopts[] = { ..., CAPTURE_LONGOPTS, { 0 } };
+ *   r = capture_opt(c, optarg, &pcap, &e);   // 1: was a capture option, 0: not, <0: bad
+ *   ...
+ *   capture_opts_check(&pcap, &e);           // after the loop
+ *
+ * The values live in the caller's <getopt.h> option table (required_argument). */
+enum {
+	CAPTURE_OPT_PCAP = 0x4300,
+	CAPTURE_OPT_SNAPLEN,
+	CAPTURE_OPT_FILTER,
+	CAPTURE_OPT_ROTATE,
+};
+#define CAPTURE_LONGOPTS \
+	{ "pcap", required_argument, NULL, CAPTURE_OPT_PCAP }, \
+	{ "pcap-snaplen", required_argument, NULL, CAPTURE_OPT_SNAPLEN }, \
+	{ "pcap-filter", required_argument, NULL, CAPTURE_OPT_FILTER }, \
+	{ "pcap-rotate", required_argument, NULL, CAPTURE_OPT_ROTATE }
+#define CAPTURE_SNAPLEN_MIN 64
+/* The lines of a command's --help that describe them. */
+#define CAPTURE_USAGE \
+	"      --pcap FILE           capture the namespace's traffic to FILE (classic pcap)\n" \
+	"      --pcap-snaplen N      bytes kept of each packet (64-262144, default 262144)\n" \
+	"      --pcap-filter BPF     capture only what the filter matches (tcpdump syntax)\n" \
+	"      --pcap-rotate SIZE[,COUNT]  start FILE.1, FILE.2, ... every SIZE bytes\n" \
+	"                            (k, M, G suffixes), keeping at most COUNT files\n"
+
+/* Takes option opt with argument arg into o: 1 when opt is one of
+ * CAPTURE_LONGOPTS, 0 when it is not, a negative errno with e naming the
+ * option ("--pcap-snaplen: expected 64-262144 (x)") when its value is bad. */
+int capture_opt(int opt, const char *arg, struct capture_opts *o, struct moat_error *e);
+/* After all options: the other options need --pcap, and the filter must
+ * compile (checked here, before anything is set up: "capture filter 'EXPR':
+ * <libpcap's reason>"). */
+int capture_opts_check(const struct capture_opts *o, struct moat_error *e);
+
 struct capture;
 
 struct capture_stats {
