@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "enforcer/enforcer.h"
+#include "tools/capture.h"
 #include "tproxy/dns.h"
 
 struct moat_error;
@@ -28,6 +30,10 @@ struct run_opts {
 	size_t n_upstreams;
 	unsigned workers;
 	char **argv;                    /* the command; may be empty with --engine */
+	char id[ENFORCER_ID_LEN + 1];   /* the sandbox id (its table, veth, audit events) */
+	struct capture_opts pcap;       /* --pcap...; pcap.path NULL: no capture */
+	const char *learn;              /* --learn OUT.json: write the learned profile there */
+	bool learn_wildcards;
 	/* containers */
 	const char *engine;             /* "podman", "docker" or NULL (embedded) */
 	const char *engine_socket;
@@ -39,7 +45,7 @@ struct run_opts {
 	bool keep;
 };
 
-/* The enforcement options of o (pool, upstreams, workers, audit log). */
+/* The enforcement options of o (pool, upstreams, workers, audit log, capture). */
 int run_enforcer_opts(const struct run_opts *o, const struct policy *pol, struct enforcer_opts *eo,
 		      struct moat_error *e);
 /* The workload's /etc/resolv.conf: the gateway of link l, both families. */
@@ -50,7 +56,8 @@ int run_parse_volume(const char *s, struct run_volume *v, struct moat_error *e);
 
 /* The container path of moat run: prepares the container (network
  * namespace, no network), confines it, starts the command, forwards signals,
- * waits; returns the exit status (125 on moat's own failure). */
-int run_container(const struct run_opts *o, const struct policy *pol);
+ * waits; returns the exit status (125 on moat's own failure).  *started is
+ * set once the command has started (so its audit events may be learned from). */
+int run_container(const struct run_opts *o, const struct policy *pol, bool *started);
 
 #endif

@@ -3,7 +3,8 @@
  *   engine_open → container_prepare (the command held; a netns with only lo)
  *   → enforcement_up on that netns (listeners, rules, then the veth)
  *   → the workload's resolv.conf → container_start → loop → exit status
- *   → teardown: the container first (removed, or stopped with --keep), then the rules.
+ *   → teardown: the capture (while the netns, held by moat, still has the veth), the
+ *     container (removed, or stopped with --keep), then the veth and the rules.
  *
  * The resolver: with netns "none" the engines give the container no /etc/resolv.conf at all,
  * and the gateway's address is only known once the veth is wired, after the container is
@@ -178,7 +179,7 @@ static int resolv_write(const char *path, const struct sandbox_link *l, struct m
 	return 0;
 }
 
-int run_container(const struct run_opts *o, const struct policy *pol)
+int run_container(const struct run_opts *o, const struct policy *pol, bool *started_out)
 {
 	struct moat_error e = { 0 };
 	struct engine *eng = NULL;
@@ -186,11 +187,11 @@ int run_container(const struct run_opts *o, const struct policy *pol)
 	struct enforcement *en = NULL;
 	struct mounts ms = { 0 };
 	_cleanup_close_ int netns = -1;
-	char id[ENFORCER_ID_LEN + 1], name[32], resolv[64], pause[PATH_MAX + 32] = "";
+	const char *id = o->id;
+	char name[32], resolv[64], pause[PATH_MAX + 32] = "";
 	bool have_resolv = false, started = false, exited = false;
 	int status = MOAT_EXIT_FAILURE, r;
 
-	enforcer_new_id(id);
 	snprintf(name, sizeof(name), "moat-%s", id);
 	snprintf(resolv, sizeof(resolv), RUN_DIR "/%s.%d.resolv.conf", id, (int)getpid());
 
@@ -230,9 +231,10 @@ int run_container(const struct run_opts *o, const struct policy *pol)
 	}
 	if (r < 0)
 		goto fail;
+	/* netns stays open until the end: once the container exits, the namespace (and the
+	 * veth in it) would otherwise vanish before the capture has drained */
 	if (enforcement_up(netns, id, &eo, &en, &e) < 0)
 		goto fail;
-	close(moat_steal_fd(&netns));
 	if (resolv_write(resolv, enforcement_link(en), &e) < 0)
 		goto fail;
 	log_info("sandbox %s: profile %s, interface %s, %s container %.12s", id, pol->name,
@@ -247,6 +249,7 @@ int run_container(const struct run_opts *o, const struct policy *pol)
 	if (r < 0)
 		goto fail;
 	started = true;
+	*started_out = true;
 	if (loop_run_container(c, en) < 0)
 		goto out;
 	exited = true;
@@ -260,6 +263,7 @@ fail:
 out:
 	/* the workload goes first (its network with it), then the rules; a failure part-way
 	 * removes the container even with --keep */
+	enforcement_stop_capture(en);
 	container_remove(c, o->keep && started && exited);
 	enforcement_down(en);
 	engine_close(eng);
