@@ -184,6 +184,8 @@ struct verdict {
 	char answers[DNSF_ANSWERS_JSON];
 	size_t alen;
 	bool has_answers;
+	bool tc;                /* relayed truncated: the client retries over TCP */
+	unsigned omitted;       /* addresses that did not fit in the audit line */
 };
 
 static void audit_query(struct dnsf *d, const struct dns_query *q, bool parsed, bool tcp,
@@ -211,6 +213,10 @@ static void audit_query(struct dnsf *d, const struct dns_query *q, bool parsed, 
 			v->answers[v->alen] = '\0';
 		}
 		audit_raw(&r, "answers", v->answers);
+		if (v->omitted)
+			audit_int(&r, "answers_omitted", v->omitted);
+		if (v->tc)
+			audit_bool(&r, "truncated", true);
 	}
 	audit_commit(d->audit, &r);
 }
@@ -435,8 +441,10 @@ static void on_answer(void *arg, const struct dns_answer *a)
 		return;
 	size_t tl = strlen(txt);
 	/* room for ",\"...\"" and the closing "]" */
-	if (v->alen + tl + 5 > sizeof(v->answers))
+	if (v->alen + tl + 5 > sizeof(v->answers)) {
+		v->omitted++;
 		return;
+	}
 	if (v->alen > 1)
 		v->answers[v->alen++] = ',';
 	v->answers[v->alen++] = '"';
@@ -455,6 +463,7 @@ static void dq_deliver(struct dnsf *d, struct dq *dq, uint8_t *msg, size_t len)
 	/* too big for the client's UDP: an empty truncated reply sends it to TCP */
 	bool truncate = !dq->client_tcp && len > dns_client_udp_size(&dq->q);
 	struct learn_ctx lc = { d, &v, !truncate };
+	v.tc = truncate;
 	struct dns_reply_info info;
 	struct dns_query uq = dq->q;
 
