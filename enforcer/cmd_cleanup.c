@@ -20,7 +20,7 @@ const char cleanup_usage[] =
 	"in this network namespace, the tables (inet moat_ID) whose owner process is\n"
 	"gone, their veth links, links with no table, and the TPROXY policy routing once\n"
 	"no sandbox needs it; and its files in /run/moat. Never touches what a live moat\n"
-	"owns. Without an engine reachable it says so and carries on.\n"
+	"owns. Without an engine reachable it carries on (moat -v says so).\n"
 	"\n"
 	"      --engine podman|docker  the engine's kind (default podman)\n"
 	"      --engine-socket PATH  its API socket (default as for moat run)\n"
@@ -43,7 +43,8 @@ static int cleanup_containers(const char *kind, const char *socket, bool dry)
 			fprintf(stderr, "moat cleanup: containers not checked: %s\n", e.msg);
 			return 1;
 		}
-		printf("no container engine reachable, containers not checked (%s)\n", e.msg);
+		/* most hosts run no engine: say so only when asked (-v) */
+		log_info("no container engine reachable, containers not checked (%s)", e.msg);
 		return 0;
 	}
 	if (dry) {
