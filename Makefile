@@ -45,7 +45,7 @@ HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
 
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BUILD := build-fuzz
+FUZZ_BUILD ?= build-fuzz
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 .PHONY: all deps check check-unit check-integration check-fuzz fuzz demo install clean bench bench-quick
@@ -103,14 +103,21 @@ check-unit: $(UNIT_BINS)
 check-integration: $(BUILD)/moat $(HELPER_BINS)
 	tests/run --build $(BUILD) --integration-only
 
-# libFuzzer: every parser has a target; FUZZ_SECONDS bounds a run of each.
+# libFuzzer: every parser has a target; FUZZ_SECONDS bounds a run of each.  The library
+# is compiled once with coverage instrumentation (fuzzer-no-link); each target links it.
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
-               -fsanitize=fuzzer,address,undefined -DMOAT_FUZZ \
-               -DMOAT_VERSION='"$(VERSION)"' -DMOAT_PROFILE_DIR='"/nonexistent"' -DMOAT_SRC_PROFILE_DIR='"/nonexistent"'
+               -DMOAT_FUZZ -DMOAT_VERSION='"$(VERSION)"' -DMOAT_PROFILE_DIR='"/nonexistent"' \
+               -DMOAT_SRC_PROFILE_DIR='"/nonexistent"' -DMOAT_LIBEXEC_DIR='"/nonexistent"'
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 fuzz: $(FUZZ_BINS)
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+$(FUZZ_BUILD)/libmoat-fuzz.a: $(FUZZ_OBJS)
+	$(AR) rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libmoat-fuzz.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+		$(FUZZ_BUILD)/libmoat-fuzz.a $(LDLIBS)
 
 FUZZ_SECONDS ?= 20
 check-fuzz: fuzz
@@ -138,4 +145,4 @@ install: $(BUILD)/moat $(BUILD)/moat-pause
 clean:
 	rm -rf build build-* $(FUZZ_BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
