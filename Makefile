@@ -48,7 +48,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BUILD ?= build-fuzz
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
-.PHONY: all deps check check-unit check-integration check-fuzz fuzz demo install clean bench bench-quick
+.PHONY: all deps bench-deps check check-unit check-integration check-fuzz fuzz demo install clean bench bench-quick
 all: $(BUILD)/moat $(BUILD)/moat-pause
 
 $(BUILD)/libmoat.a: $(LIB_OBJS)
@@ -127,11 +127,14 @@ demo: deps
 	$(MAKE) all $(HELPER_BINS)
 	tools/demo --build $(BUILD)
 
-bench: deps
+bench-deps:
+	@tools/deps --optional
+
+bench: bench-deps
 	$(MAKE) all $(HELPER_BINS)
 	bench/run --build $(BUILD)
 
-bench-quick: deps
+bench-quick: bench-deps
 	$(MAKE) all $(HELPER_BINS)
 	bench/run --build $(BUILD) --quick
 
