@@ -261,8 +261,9 @@ fail:
 	fprintf(stderr, "moat run: %s\n", e.msg);
 	status = MOAT_EXIT_FAILURE;
 out:
-	/* the workload goes first (its network with it), then the rules; a failure part-way
-	 * removes the container even with --keep */
+	/* the capture ends first, while moat's netns fd still keeps the veth; then the workload
+	 * goes (a failure part-way removes the container even with --keep), then the veth and
+	 * the rules; the namespace, empty by then, goes with the fd */
 	enforcement_stop_capture(en);
 	container_remove(c, o->keep && started && exited);
 	enforcement_down(en);
