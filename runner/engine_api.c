@@ -1,5 +1,7 @@
-/* The Engine API client: HTTP/1.1 over the engine's unix socket (libcurl), JSON (cJSON), the
- * engine's errors turned into one line, and the stream frame parser. */
+/* The Engine API client: HTTP/1.1 over the engine's unix socket (libcurl, opened on first
+ * use), JSON (cJSON), the engine's errors turned into one line, and the stream frame
+ * parser. */
+#include "common/dlib.h"
 #include "common/moat.h"
 #include "runner/engine_internal.h"
 
@@ -14,12 +16,21 @@
 #define ENGINE_API_MAX_MINOR 41
 #define ENGINE_REQ_TIMEOUT_S 120L
 
+struct curl_fns engine_curl;
+
+static const struct dlib_sym curl_syms[] = {
+#define CURL_SYM(f) DLIB_SYM(struct curl_fns, curl_, f),
+	ENGINE_CURL_FNS(CURL_SYM)
+#undef CURL_SYM
+};
+static struct dlib curl_lib = DLIB_INIT("libcurl.so.4", "libcurl4", curl_syms, &engine_curl);
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
 
 static void curl_init(void)
 {
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (dlib_load(&curl_lib) == 0)
+		curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 const char *engine_name(const struct engine *en)
@@ -445,6 +456,9 @@ int engine_open(enum engine_kind kind, const char *socket, struct engine **out,
 	if (path[0] == '\0' || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return moat_error_set(e, EINVAL, "bad engine socket path '%s'", path);
 	pthread_once(&curl_once, curl_init);
+	if (dlib_check(&curl_lib, e) < 0)
+		return moat_error_prefix(e, "--engine %s",
+					 kind == ENGINE_PODMAN ? "podman" : "docker");
 	if (curl_init_result != CURLE_OK)
 		return moat_error_set(e, EIO, "libcurl: %s", curl_easy_strerror(curl_init_result));
 

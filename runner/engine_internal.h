@@ -1,4 +1,4 @@
-/* Private to runner/engine_api.c and runner/container.c. */
+/* Private to runner/engine_api.c, runner/container.c and runner/container_run.c. */
 #ifndef MOAT_RUNNER_ENGINE_INTERNAL_H
 #define MOAT_RUNNER_ENGINE_INTERNAL_H
 
@@ -6,6 +6,37 @@
 #include <cjson/cJSON.h>
 
 #include "runner/engine.h"
+
+/* libcurl is opened on first use (engine_open), so that only commands with an engine map it
+ * and the libraries it pulls in.  The names below call through this table, whose types come
+ * from <curl/curl.h>; a curl function missing here fails to link, as moat is not linked
+ * with libcurl.  The table is valid once engine_open() has succeeded. */
+#define ENGINE_CURL_FNS(X) \
+	X(global_init) X(easy_init) X(easy_cleanup) X(easy_reset) X(easy_setopt) \
+	X(easy_perform) X(easy_getinfo) X(easy_header) X(easy_strerror) X(easy_escape) \
+	X(slist_append) X(slist_free_all)
+struct curl_fns {
+#define ENGINE_CURL_FN(f) __typeof__(curl_##f) *f;
+	ENGINE_CURL_FNS(ENGINE_CURL_FN)
+#undef ENGINE_CURL_FN
+};
+extern struct curl_fns engine_curl;
+
+/* curl's type-checking macros for these two give way to the plain call */
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#define curl_global_init engine_curl.global_init
+#define curl_easy_init engine_curl.easy_init
+#define curl_easy_cleanup engine_curl.easy_cleanup
+#define curl_easy_reset engine_curl.easy_reset
+#define curl_easy_setopt engine_curl.easy_setopt
+#define curl_easy_perform engine_curl.easy_perform
+#define curl_easy_getinfo engine_curl.easy_getinfo
+#define curl_easy_header engine_curl.easy_header
+#define curl_easy_strerror engine_curl.easy_strerror
+#define curl_easy_escape engine_curl.easy_escape
+#define curl_slist_append engine_curl.slist_append
+#define curl_slist_free_all engine_curl.slist_free_all
 
 /* Replies larger than this are refused (inspect of a big container is ~10 KiB). */
 #define ENGINE_REPLY_MAX (4u << 20)
