@@ -2,6 +2,7 @@
  * non-blocking mode, and on stop drain what is still queued before the file
  * is closed (libpcap loses the end of a capture otherwise). */
 #include "tools/capture.h"
+#include "common/dlib.h"
 #include "common/moat.h"
 
 #include <fcntl.h>
@@ -10,6 +11,67 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
+
+/* libpcap is opened on first use (load_libpcap), so that only a command with --pcap maps it
+ * and what it pulls in.  The pcap_ names below call through this table, whose types come
+ * from <pcap/pcap.h>; one missing here fails to link, as moat is not linked with libpcap. */
+#define PCAP_FNS(X) \
+	X(create) X(activate) X(close) X(set_snaplen) X(set_promisc) X(set_timeout) \
+	X(set_buffer_size) X(setnonblock) X(get_selectable_fd) X(datalink) \
+	X(datalink_val_to_name) X(open_dead) X(compile) X(setfilter) X(freecode) \
+	X(dispatch) X(breakloop) X(stats) X(geterr) X(statustostr) X(dump_fopen) X(dump) \
+	X(dump_flush) X(dump_close)
+static struct pcap_fns {
+#define PCAP_FN(f) __typeof__(pcap_##f) *f;
+	PCAP_FNS(PCAP_FN)
+#undef PCAP_FN
+} pcap_fns;
+static const struct dlib_sym pcap_syms[] = {
+#define PCAP_SYM(f) DLIB_SYM(struct pcap_fns, pcap_, f),
+	PCAP_FNS(PCAP_SYM)
+#undef PCAP_SYM
+};
+static struct dlib pcap_lib = DLIB_INIT("libpcap.so.0.8", "libpcap0.8", pcap_syms, &pcap_fns);
+static pthread_once_t pcap_once = PTHREAD_ONCE_INIT;
+
+#define pcap_create pcap_fns.create
+#define pcap_activate pcap_fns.activate
+#define pcap_close pcap_fns.close
+#define pcap_set_snaplen pcap_fns.set_snaplen
+#define pcap_set_promisc pcap_fns.set_promisc
+#define pcap_set_timeout pcap_fns.set_timeout
+#define pcap_set_buffer_size pcap_fns.set_buffer_size
+#define pcap_setnonblock pcap_fns.setnonblock
+#define pcap_get_selectable_fd pcap_fns.get_selectable_fd
+#define pcap_datalink pcap_fns.datalink
+#define pcap_datalink_val_to_name pcap_fns.datalink_val_to_name
+#define pcap_open_dead pcap_fns.open_dead
+#define pcap_compile pcap_fns.compile
+#define pcap_setfilter pcap_fns.setfilter
+#define pcap_freecode pcap_fns.freecode
+#define pcap_dispatch pcap_fns.dispatch
+#define pcap_breakloop pcap_fns.breakloop
+#define pcap_stats pcap_fns.stats
+#define pcap_geterr pcap_fns.geterr
+#define pcap_statustostr pcap_fns.statustostr
+#define pcap_dump_fopen pcap_fns.dump_fopen
+#define pcap_dump pcap_fns.dump
+#define pcap_dump_flush pcap_fns.dump_flush
+#define pcap_dump_close pcap_fns.dump_close
+
+static void libpcap_load_once(void)
+{
+	dlib_load(&pcap_lib);
+}
+
+/* Before any pcap_ call: "--pcap: cannot load libpcap.so.0.8: <reason> (install ...)". */
+static int load_libpcap(struct moat_error *e)
+{
+	pthread_once(&pcap_once, libpcap_load_once);
+	if (dlib_check(&pcap_lib, e) < 0)
+		return moat_error_prefix(e, "--pcap");
+	return 0;
+}
 
 #define DRAIN_ROUNDS_MAX 100000
 #define CAPTURE_BLOCK_MS 50
@@ -108,6 +170,8 @@ int capture_opts_check(const struct capture_opts *o, struct moat_error *e)
 					      "--pcap-rotate need --pcap FILE");
 		return 0;
 	}
+	if (load_libpcap(e) < 0)
+		return -e->code;
 	if (!o->filter || !*o->filter)
 		return 0;
 	/* the same link type and snaplen as the live capture, which compiles it again */
@@ -282,6 +346,8 @@ int capture_start(const char *ifname, const struct capture_opts *o, struct captu
 	if (o->snaplen < 0 || o->snaplen > CAPTURE_SNAPLEN_DEFAULT)
 		return moat_error_set(e, EINVAL, "capture: snaplen %d out of range 1-%d",
 				      o->snaplen, CAPTURE_SNAPLEN_DEFAULT);
+	if (load_libpcap(e) < 0)
+		return -e->code;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return moat_error_errno(e, ENOMEM, "capture");
