@@ -12,6 +12,9 @@ PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= cc
 PKGS    := libnftnl libmnl libcurl libcjson libpcap
+# libcurl (--engine) and libpcap (--pcap) are opened on first use (common/dlib.h): their
+# headers come from PKGS, but moat is not linked with them, so other commands never map them.
+LINK_PKGS := libnftnl libmnl libcjson
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual -Wwrite-strings \
@@ -27,7 +30,7 @@ CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMOAT_VERSION='"$(VERSION)"' \
            -DMOAT_SRC_PROFILE_DIR='"$(CURDIR)/profiles/builtin"' \
            -DMOAT_LIBEXEC_DIR='"$(PREFIX)/libexec/moat"' \
            -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lpthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
