@@ -435,7 +435,8 @@ int flows_pcap_set(const char *path, char ***paths, size_t *n, struct moat_error
 	d = NULL;
 	if (!self && nn == 0)
 		return moat_error_set(e, ENOENT, "%s: no such file (nor %s.1, ...)", path, path);
-	qsort(nums, nn, sizeof(*nums), cmp_numbered);
+	if (nn)
+		qsort(nums, nn, sizeof(*nums), cmp_numbered);
 	res = calloc(nn + 1, sizeof(*res));
 	if (!res)
 		goto oom;

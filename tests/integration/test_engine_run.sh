@@ -210,9 +210,9 @@ for engine in podman docker; do
 done
 fails "a relative volume" "absolute" \
 	in_H "$MOAT" run --engine podman --engine-socket "$SOCK" --image "$IMG" -v rel:/m -- true
-check_output "moat cleanup with no engine reachable says so and carries on" \
+check_output "moat -v cleanup with no engine reachable says so and carries on" \
 	"no container engine reachable" env -u CONTAINER_HOST -u DOCKER_HOST \
-	ip netns exec "$TOPO_H" "$MOAT" cleanup
+	ip netns exec "$TOPO_H" "$MOAT" -v cleanup
 expect_status "moat cleanup with an unreachable --engine-socket fails" 1 \
 	in_H "$MOAT" cleanup --engine-socket "$W/none.sock"
 
