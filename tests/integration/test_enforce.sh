@@ -11,6 +11,7 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/moat.sh"
 need_root
 need_moat
 need_cmd nft ip curl dig
@@ -18,27 +19,6 @@ need_cmd nft ip curl dig
 topo_up || { echo "FAIL - topology did not come up"; exit 1; }
 D=$TOPO_DIR/enforce
 mkdir -p "$D"
-MARK=0x4d4f0001
-RTABLE=19791
-
-no_moat_left() {
-	local t l r
-	t=$(in_H nft list tables | grep moat_) && { echo "tables: $t"; return 1; }
-	l=$(in_H ip -o link show | awk -F': ' '{print $2}' | grep '^moat-') &&
-		{ echo "links: $l"; return 1; }
-	r=$(in_H ip rule show | grep -i "fwmark $MARK") && { echo "rule: $r"; return 1; }
-	r=$(in_H ip -6 rule show | grep -i "fwmark $MARK") && { echo "rule6: $r"; return 1; }
-	r=$(in_H ip route show table $RTABLE 2>/dev/null) && [ -n "$r" ] && { echo "route: $r"; return 1; }
-	r=$(in_H ip -6 route show table $RTABLE 2>/dev/null) && [ -n "$r" ] && { echo "route6: $r"; return 1; }
-	return 0
-}
-h_state() {
-	in_H nft list tables
-	in_H ip -o link show | awk -F': ' '{print $2}'
-	in_H ip rule show
-	in_H ip -6 rule show
-	in_H ip route show table all | grep -v "^local\|^broadcast\|^multicast\|^ff00\|^fe80"
-}
 # C's links, addresses and routes, but for lo (moat brings it up and leaves it up: a
 # process of C may be using it by then)
 c_state() {
@@ -47,7 +27,6 @@ c_state() {
 	ip -n "$1" route show table all | grep -v ' dev lo '
 	ip -n "$1" -6 route show table all | grep -v ' dev lo '
 }
-ready_val() { sed -n "s/^$2=//p" "$1"; }
 
 P=$D/enforce.json
 cat >"$P" <<'X'
@@ -59,10 +38,7 @@ CURL="curl -s --connect-timeout 1 --max-time 5 --cacert $TOPO_CA"
 C=$(topo_netns_c c)
 hbefore=$(h_state)
 cbefore=$(c_state "$C")
-ip netns exec "$TOPO_H" "$MOAT" enforce --netns "/run/netns/$C" --profile "$P" \
-	--audit-log "$D/c.audit" --ready-file "$D/c.ready" </dev/null >"$D/c.log" 2>&1 &
-EPID=$!
-_topo_record_pid $EPID
+enforce_bg "$D/c" --netns "/run/netns/$C" --profile "$P"
 check "moat enforce --netns writes its ready file" topo_wait "ready file" 20 test -s "$D/c.ready"
 ID=$(ready_val "$D/c.ready" id)
 IF=$(ready_val "$D/c.ready" interface)
@@ -79,7 +55,7 @@ check_output "C got eth0 with $A4" "$A4" ip -n "$C" -4 addr show dev eth0
 check_output "C got eth0 with $A6" "$A6" ip -n "$C" -6 addr show dev eth0
 check_output "C's default route is the gateway $GW4" "default via $GW4" ip -n "$C" route
 check_output "C's v6 default route is the gateway $GW6" "default via $GW6" ip -n "$C" -6 route
-check "policy routing in H (fwmark $MARK)" sh -c "ip -n $TOPO_H rule show | grep -qi 'fwmark $MARK'"
+check "policy routing in H (fwmark $MOAT_FWMARK)" sh -c "ip -n $TOPO_H rule show | grep -qi 'fwmark $MOAT_FWMARK'"
 # C's processes resolve through the gateway
 mkdir -p "/etc/netns/$C"
 printf 'nameserver %s\nnameserver %s\n' "$GW4" "$GW6" >"/etc/netns/$C/resolv.conf"
@@ -105,8 +81,7 @@ check "8443 drops for v4 and v6 logged" sh -c "grep '\"reason\":\"port\"' $D/c.a
 assert_contains "$D/c.audit" '"qname":"denied.test"' "DNS denials logged"
 
 rc=0
-kill -TERM $EPID
-wait $EPID || rc=$?
+moat_stop $EPID || rc=$?
 check "SIGTERM: moat enforce exits 0" test $rc = 0
 check "table, veth and policy routing gone from H" no_moat_left
 check "H is as before" test "$hbefore" = "$(h_state)"
@@ -119,10 +94,7 @@ C2=$(topo_netns_c c2)
 topo_spawn "$C2" "$D/sleep.log" sleep 600
 SPID=$TOPO_LAST_PID
 topo_wait "sleeper in C2" 5 sh -c "[ \"\$(readlink /proc/$SPID/ns/net)\" = \"\$(ip netns exec $C2 readlink /proc/self/ns/net)\" ]"
-ip netns exec "$TOPO_H" "$MOAT" enforce --pid "$SPID" --profile "$P" \
-	--audit-log "$D/p.audit" --ready-file "$D/p.ready" </dev/null >"$D/p.log" 2>&1 &
-EPID=$!
-_topo_record_pid $EPID
+enforce_bg "$D/p" --pid "$SPID" --profile "$P"
 check "moat enforce --pid writes its ready file" topo_wait "ready file" 20 test -s "$D/p.ready"
 GW4=$(ready_val "$D/p.ready" gateway4)
 check_output "the sleeper's netns got eth0" "eth0" nsenter --net=/proc/$SPID/ns/net ip -o link
@@ -133,8 +105,7 @@ check_output "DNS through the gateway: denied.test NXDOMAIN" "status: NXDOMAIN" 
 expect_status "port 9001 dropped" 28 \
 	nsenter --net=/proc/$SPID/ns/net curl -s --connect-timeout 1 telnet://$TOPO_ALLOWED4:9001
 rc=0
-kill -TERM $EPID
-wait $EPID || rc=$?
+moat_stop $EPID || rc=$?
 check "SIGTERM: exit 0" test $rc = 0
 check "everything removed" no_moat_left
 check "the sleeper's netns has no eth0 left" sh -c "! nsenter --net=/proc/$SPID/ns/net ip link show eth0 2>/dev/null"

@@ -12,6 +12,7 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/moat.sh"
 need_root
 need_moat
 need_cmd nft ip curl
@@ -19,20 +20,6 @@ need_cmd nft ip curl
 topo_up || { echo "FAIL - topology did not come up"; exit 1; }
 D=$TOPO_DIR/life
 mkdir -p "$D"
-MARK=0x4d4f0001
-RTABLE=19791
-
-no_moat_left() {
-	local t l r
-	t=$(in_H nft list tables | grep moat_) && { echo "tables: $t"; return 1; }
-	l=$(in_H ip -o link show | awk -F': ' '{print $2}' | grep '^moat-') &&
-		{ echo "links: $l"; return 1; }
-	r=$(in_H ip rule show | grep -i "fwmark $MARK") && { echo "rule: $r"; return 1; }
-	r=$(in_H ip -6 rule show | grep -i "fwmark $MARK") && { echo "rule6: $r"; return 1; }
-	r=$(in_H ip route show table $RTABLE 2>/dev/null) && [ -n "$r" ] && { echo "route: $r"; return 1; }
-	r=$(in_H ip -6 route show table $RTABLE 2>/dev/null) && [ -n "$r" ] && { echo "route6: $r"; return 1; }
-	return 0
-}
 children() { cat /proc/"$1"/task/*/children 2>/dev/null; }
 alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 gone() { ! alive "$1"; }
@@ -59,7 +46,7 @@ start() {
 	WPID=$(children "$init" | awk '{print $1}')
 	[ -n "$WPID" ]
 }
-sid() { grep -o '"sandbox":"[^"]*"' "$D/$1.audit" | head -n1 | cut -d'"' -f4; }
+sid() { audit_sandbox_id "$D/$1.audit"; }
 
 # --- SIGINT, SIGTERM, crash -------------------------------------------------------------
 for sig in INT:130 TERM:143; do
@@ -67,9 +54,8 @@ for sig in INT:130 TERM:143; do
 	check "SIG$s: workload up" start "sig$s" sh -c "touch $D/sig$s.up; exec sleep 300"
 	ID=$(sid "sig$s")
 	check "SIG$s: its table exists" in_H nft list table inet "moat_$ID"
-	kill -"$s" $MPID
 	rc=0
-	wait $MPID || rc=$?
+	moat_stop $MPID "$s" || rc=$?
 	check "SIG$s: moat exits $want (the workload's status), got $rc" test $rc = "$want"
 	check "SIG$s: the workload is gone" gone "$WPID"
 	check "SIG$s: table, veth and routing removed" no_moat_left
@@ -78,9 +64,8 @@ done
 
 check "ignoring SIGTERM: workload up" start ign sh -c "trap '' TERM; touch $D/ign.up; while :; do sleep 0.1; done"
 t0=$(date +%s%N)
-kill -TERM $MPID
 rc=0
-wait $MPID || rc=$?
+moat_stop $MPID || rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "ignoring SIGTERM: killed after the grace period: 137 after ${ms} ms" \
 	test $rc = 137 -a $ms -ge 9500 -a $ms -lt 15000
@@ -100,8 +85,7 @@ check "kill -9: workload running a loop of requests" start k9 sh -c \
 ID=$(sid k9)
 topo_wait "some results" 10 grep -q 200 "$D/k9.results"
 check "kill -9: requests succeed before" grep -q '^200$' "$D/k9.results"
-kill -KILL $MPID
-wait $MPID 2>/dev/null
+moat_stop $MPID KILL
 check "kill -9: the workload died with moat (parent-death signal)" topo_wait "workload gone" 5 gone "$WPID"
 check "kill -9: the table stays" in_H nft list table inet "moat_$ID"
 check_output "kill -9: moat status names the dead owner" "owner dead" in_H "$MOAT" status
@@ -112,13 +96,10 @@ check_output "a second cleanup finds nothing" "" sh -c "out=\$(ip netns exec $TO
 
 # --- fail closed: kill -9 moat enforce, the namespace lives on --------------------------------
 C=$(topo_netns_c c)
-ip netns exec "$TOPO_H" "$MOAT" enforce --netns "/run/netns/$C" --profile "$P" \
-	--audit-log "$D/e.audit" --ready-file "$D/e.ready" </dev/null >"$D/e.log" 2>&1 &
-EPID=$!
-_topo_record_pid $EPID
+enforce_bg "$D/e" --netns "/run/netns/$C" --profile "$P"
 check "enforce: ready" topo_wait "ready file" 20 test -s "$D/e.ready"
-EID=$(sed -n 's/^id=//p' "$D/e.ready")
-GW4=$(sed -n 's/^gateway4=//p' "$D/e.ready")
+EID=$(ready_val "$D/e.ready" id)
+GW4=$(ready_val "$D/e.ready" gateway4)
 mkdir -p "/etc/netns/$C"
 echo "nameserver $GW4" >"/etc/netns/$C/resolv.conf"
 # a process of C that keeps requesting, before and after moat's death
@@ -129,8 +110,7 @@ check "enforce: C's requests succeed while moat runs" grep -q '^200$' "$D/c.resu
 # a live sandbox beside it, which cleanup must leave alone
 check "a live sandbox beside it" start live sh -c "touch $D/live.up; exec sleep 300"
 LIVE_MPID=$MPID LIVE_ID=$(sid live)
-kill -KILL $EPID
-wait $EPID 2>/dev/null
+moat_stop $EPID KILL
 # a request that finished just before the kill may print its 200 a moment after it:
 # let the loop write two more lines (they end after the kill) before judging
 n_at_kill=$(wc -l <"$D/c.results")
@@ -156,11 +136,10 @@ check "its veth is gone (H side)" sh -c "! ip -n $TOPO_H link show moat-$EID 2>/
 check "its veth is gone (C's eth0)" sh -c "! ip -n $C link show eth0 2>/dev/null"
 check "the live one's table survives" in_H nft list table inet "moat_$LIVE_ID"
 check "the live one's veth survives" ip -n "$TOPO_H" link show "moat-$LIVE_ID"
-check "policy routing survives for the live one" sh -c "ip -n $TOPO_H rule show | grep -qi 'fwmark $MARK'"
+check "policy routing survives for the live one" sh -c "ip -n $TOPO_H rule show | grep -qi 'fwmark $MOAT_FWMARK'"
 check "the live moat still runs" alive "$LIVE_MPID"
-kill -TERM "$LIVE_MPID"
 rc=0
-wait "$LIVE_MPID" || rc=$?
+moat_stop "$LIVE_MPID" || rc=$?
 check "the live one stops with 143" test $rc = 143
 check "finally nothing is left" no_moat_left
 check_output "and cleanup finds nothing" "" sh -c "out=\$(ip netns exec $TOPO_H $MOAT cleanup) && [ -z \"\$out\" ] && echo ''"
