@@ -16,6 +16,7 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/moat.sh"
 need_root
 need_cmd ip nginx dnsmasq openssl curl dig socat
 need_moat
@@ -27,44 +28,8 @@ cat >"$PROFILE" <<'EOF'
 {"network":{"outbound":{"allow_host":["allowed.test",".example.test"],"allow_port":[443,80]}}}
 EOF
 
-SB_NS=$(topo_netns_c c) || { echo "FAIL - no namespace"; exit 1; }
-mkdir -p "/etc/netns/$SB_NS"
-echo "nameserver $TOPO_DNS4" >"/etc/netns/$SB_NS/resolv.conf"
-topo_defer "rm -rf /etc/netns/$SB_NS"
-A=$TOPO_DIR/audit.log
-topo_spawn H "$TOPO_DIR/moat.out" "$MOAT" enforce --netns "/run/netns/$SB_NS" \
-	--profile "$PROFILE" --audit-log "$A" --ready-file "$TOPO_DIR/ready"
-MOAT_PID=$TOPO_LAST_PID
-topo_wait "moat enforce" 10 test -s "$TOPO_DIR/ready" || {
-	echo "FAIL - moat enforce did not come up"
-	sed 's/^/    | /' "$TOPO_DIR/moat.out"
-	exit 1
-}
-
-in_sb() { ip netns exec "$SB_NS" "$@"; }
-
-# audit_has FILE STRING...: one line of FILE holds every STRING.
-audit_has() {
-	local f=$1
-	shift
-	awk -v n=$# 'BEGIN { for (i = 1; i < ARGC; i++) want[i] = ARGV[i]; ARGC = 1 }
-		{ ok = 1; for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) { ok = 0; break }
-		  if (ok) { found = 1; exit } }
-		END { exit found ? 0 : 1 }' "$@" <"$f"
-}
-
-check_audit() {
-	local desc=$1 f=$2
-	shift 2
-	if audit_has "$f" "$@"; then
-		: >"$_CHECK_OUT"
-		_pass "$desc"
-	else
-		{ echo "    no line of $f holds: $*"; grep -v '"event":"dns"' "$f" | tail -n 8; } \
-			>"$_CHECK_OUT"
-		_fail "$desc"
-	fi
-}
+enforce_up c "$PROFILE" || { echo "FAIL - moat enforce did not come up"; exit 1; }
+A=$C_AUDIT
 
 # the source port of the http event for TARGET
 sport_of() {
@@ -75,7 +40,7 @@ sport_of() {
 # raw ADDR: sends stdin to ADDR:80 and prints the answer until the server side closes.
 # The client never half-closes (nginx treats a half-close as an abort of a proxied request).
 raw() {
-	ip netns exec "$SB_NS" timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/80" && cat >&3 && cat <&3' \
+	ip netns exec "$C_NS" timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/80" && cat >&3 && cat <&3' \
 		raw "$1"
 }
 
@@ -87,16 +52,16 @@ for v in 4 6; do
 	[ $v = 6 ] && ra="[$allowed]" ro="[$other]" rd="[$denied]"
 
 	check_output "v$v: an allowed Host works" "name=allowed.test host=allowed.test uri=/v$v" \
-		in_sb $CURL -$v "http://allowed.test/v$v"
+		in_C $CURL -$v "http://allowed.test/v$v"
 	check_audit "v$v: audit: http allow-host" "$A" '"event":"http"' '"verdict":"allow"' \
 		'"reason":"allow-host"' "\"dst\":\"$allowed\"" "\"target\":\"/v$v\""
 
 	check_output "v$v: a denied Host gets 403" "403" \
-		in_sb $CURL -o /dev/null -w '%{http_code}' --resolve "denied.test:80:$rd" \
+		in_C $CURL -o /dev/null -w '%{http_code}' --resolve "denied.test:80:$rd" \
 		"http://denied.test/d$v"
 	check_output "v$v: the 403 body names moat and the reason" \
 		"moat: host-not-allowed: denied.test" \
-		in_sb $CURL --resolve "denied.test:80:$rd" "http://denied.test/d$v"
+		in_C $CURL --resolve "denied.test:80:$rd" "http://denied.test/d$v"
 	check_audit "v$v: audit: http deny host-not-allowed" "$A" '"event":"http"' '"verdict":"deny"' \
 		'"reason":"host-not-allowed"' '"host":"denied.test"' "\"target\":\"/d$v\""
 
@@ -119,14 +84,14 @@ for v in 4 6; do
 
 	# keep-alive: curl reuses the connection for the second URL
 	check_output "v$v: keep-alive: two requests on one connection" "uri=/ka2-v$v" \
-		in_sb $CURL -$v "http://allowed.test/ka1-v$v" "http://allowed.test/ka2-v$v"
+		in_C $CURL -$v "http://allowed.test/ka1-v$v" "http://allowed.test/ka2-v$v"
 	check "v$v: keep-alive: each request was judged (two http events, one source port)" \
 		test -n "$(sport_of "/ka1-v$v")" -a "$(sport_of "/ka1-v$v")" = "$(sport_of "/ka2-v$v")"
 
 	# anti-fronting for HTTP
 	check_output "v$v: allowed.test at other.test's address gets 403 host-ip-mismatch" \
 		"moat: host-ip-mismatch: allowed.test" \
-		in_sb $CURL --resolve "allowed.test:80:$ro" "http://allowed.test/front$v"
+		in_C $CURL --resolve "allowed.test:80:$ro" "http://allowed.test/front$v"
 	check_audit "v$v: audit: host-ip-mismatch" "$A" '"reason":"host-ip-mismatch"' \
 		"\"dst\":\"$other\"" "\"target\":\"/front$v\""
 	check "v$v: other.test's server saw nothing" \
@@ -134,7 +99,7 @@ for v in 4 6; do
 
 	# chunked upload
 	check_output "v$v: a 3 MB chunked upload arrives complete" "upload name=allowed.test bytes=3000000" \
-		sh -c "head -c 3000000 /dev/urandom | ip netns exec $SB_NS $CURL -$v \
+		sh -c "head -c 3000000 /dev/urandom | ip netns exec $C_NS $CURL -$v \
 		-H 'Transfer-Encoding: chunked' -T - http://allowed.test/upload"
 done
 
@@ -154,18 +119,18 @@ check_output "absolute-form agreeing with Host is allowed (control)" "uri=/abs3"
 	raw "$TOPO_ALLOWED4" <"$TOPO_DIR/abs3.req"
 
 check_output "Upgrade: h2c (curl --http2 over http) gets 403 h2c" "moat: h2c" \
-	in_sb $CURL --http2 http://allowed.test/h2c
+	in_C $CURL --http2 http://allowed.test/h2c
 check_audit "audit: h2c" "$A" '"verdict":"deny"' '"reason":"h2c"' '"target":"/h2c"'
 check_output "CONNECT (curl through allowed.test:80 as a proxy) gets 403" "response 403" \
-	sh -c "ip netns exec $SB_NS $CURL -p -x http://allowed.test:80 https://allowed.test/ 2>&1; true"
+	sh -c "ip netns exec $C_NS $CURL -p -x http://allowed.test:80 https://allowed.test/ 2>&1; true"
 check_audit "audit: connect" "$A" '"verdict":"deny"' '"reason":"connect"' '"method":"CONNECT"'
 check_output "v6: CONNECT gets 403" "response 403" \
-	sh -c "ip netns exec $SB_NS $CURL -6 -p -x http://allowed.test:80 https://allowed.test/ 2>&1; true"
+	sh -c "ip netns exec $C_NS $CURL -6 -p -x http://allowed.test:80 https://allowed.test/ 2>&1; true"
 check_output "Host port 8080 on a connection to port 80 gets 403" "moat: host-port-mismatch" \
-	in_sb $CURL -H 'Host: allowed.test:8080' http://allowed.test/hostport
+	in_C $CURL -H 'Host: allowed.test:8080' http://allowed.test/hostport
 check_audit "audit: host-port-mismatch" "$A" '"reason":"host-port-mismatch"' '"target":"/hostport"'
 check_output "Host with the destination port (:80) is allowed (control)" "uri=/hostport80" \
-	in_sb $CURL -H 'Host: allowed.test:80' http://allowed.test/hostport80
+	in_C $CURL -H 'Host: allowed.test:80' http://allowed.test/hostport80
 for t in /h2c /hostport; do
 	assert_not_contains "$TOPO_NGINX_LOG" "\"GET $t HTTP" "nginx never saw $t"
 done
@@ -195,7 +160,5 @@ assert_not_contains "$TOPO_NGINX_LOG" "GET /smuggled" "nginx saw no /smuggled re
 check_audit "close event of the chunked upload counts its bytes" "$A" '"event":"close"' \
 	'"host":"allowed.test"' '"bytes_up":300'
 
-kill -TERM "$MOAT_PID"
-wait "$MOAT_PID"
-check "moat enforce stopped cleanly" test $? = 0
+check "moat enforce stopped cleanly" moat_stop "$C_PID"
 finish

@@ -21,6 +21,7 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/moat.sh"
 need_root
 need_cmd ip nginx dnsmasq openssl curl dig socat unshare
 need_moat
@@ -34,79 +35,25 @@ cat >"$PROFILE" <<'EOF'
 {"network":{"outbound":{"allow_host":["allowed.test",".example.test"],"allow_port":[443,80]}}}
 EOF
 
-# sandbox_up TAG PROFILE [moat enforce args...]: a namespace confined by moat enforce
-# (run under the command prefix in the array SB_WRAP, if any).  Sets SB_NS (namespace),
-# SB_AUDIT, SB_PID.  A resolv.conf in the namespace names U's resolver, which moat
-# intercepts like any other.
-SB_WRAP=()
-sandbox_up() {
-	local tag=$1 prof=$2
-	shift 2
-	SB_NS=$(topo_netns_c "$tag") || return 1
-	mkdir -p "/etc/netns/$SB_NS"
-	echo "nameserver $TOPO_DNS4" >"/etc/netns/$SB_NS/resolv.conf"
-	topo_defer "rm -rf /etc/netns/$SB_NS"
-	SB_AUDIT=$TOPO_DIR/audit-$tag.log
-	topo_spawn H "$TOPO_DIR/moat-$tag.out" "${SB_WRAP[@]}" "$MOAT" enforce \
-		--netns "/run/netns/$SB_NS" --profile "$prof" --audit-log "$SB_AUDIT" \
-		--ready-file "$TOPO_DIR/ready-$tag" "$@"
-	SB_PID=$TOPO_LAST_PID
-	topo_wait "moat enforce ($tag)" 10 test -s "$TOPO_DIR/ready-$tag" || {
-		sed 's/^/    | /' "$TOPO_DIR/moat-$tag.out"
-		return 1
-	}
-}
-
-sandbox_down() {
-	kill -TERM "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-	return 0
-}
-
-in_sb() { ip netns exec "$SB_NS" "$@"; }
-
-# audit_has FILE STRING...: one line of FILE holds every STRING.
-audit_has() {
-	local f=$1
-	shift
-	awk -v n=$# 'BEGIN { for (i = 1; i < ARGC; i++) want[i] = ARGV[i]; ARGC = 1 }
-		{ ok = 1; for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) { ok = 0; break }
-		  if (ok) { found = 1; exit } }
-		END { exit found ? 0 : 1 }' "$@" <"$f"
-}
-
-check_audit() {
-	local desc=$1 f=$2
-	shift 2
-	if audit_has "$f" "$@"; then
-		: >"$_CHECK_OUT"
-		_pass "$desc"
-	else
-		{ echo "    no line of $f holds: $*"; grep -v '"event":"dns"' "$f" | tail -n 8; } \
-			>"$_CHECK_OUT"
-		_fail "$desc"
-	fi
-}
-
 # lines of the nginx log for a server address
 nginx_hits() { grep -cF "\"server_addr\":\"$1\"" "$TOPO_NGINX_LOG" || true; }
 
 CURL="curl -sS --max-time 5 --cacert $TOPO_CA"
 
-sandbox_up c "$PROFILE" || { echo "FAIL - moat enforce did not come up"; exit 1; }
-A=$SB_AUDIT
+enforce_up c "$PROFILE" || { echo "FAIL - moat enforce did not come up"; exit 1; }
+A=$C_AUDIT
 
 # The silent clients run in the background while the other checks go on.
 T0=$(date +%s%N)
-in_sb timeout 20 socat -u "TCP4:$TOPO_ALLOWED4:443" - >"$TOPO_DIR/silent4.out" 2>"$TOPO_DIR/silent4.err" &
+in_C timeout 20 socat -u "TCP4:$TOPO_ALLOWED4:443" - >"$TOPO_DIR/silent4.out" 2>"$TOPO_DIR/silent4.err" &
 SILENT4=$!
-in_sb timeout 20 socat -u "TCP6:[$TOPO_ALLOWED6]:443" - >"$TOPO_DIR/silent6.out" 2>"$TOPO_DIR/silent6.err" &
+in_C timeout 20 socat -u "TCP6:[$TOPO_ALLOWED6]:443" - >"$TOPO_DIR/silent6.out" 2>"$TOPO_DIR/silent6.err" &
 SILENT6=$!
 
 # --- allowed and denied names ---
 for v in 4 6; do
 	check_output "v$v: curl https://allowed.test/ works" \
-		"name=allowed.test host=allowed.test uri=/ scheme=https" in_sb $CURL -$v https://allowed.test/
+		"name=allowed.test host=allowed.test uri=/ scheme=https" in_C $CURL -$v https://allowed.test/
 done
 check_audit "audit: allow-host for allowed.test over v4" "$A" '"event":"tcp"' '"verdict":"allow"' \
 	'"reason":"allow-host"' "\"dst\":\"$TOPO_ALLOWED4\"" '"sni":"allowed.test"'
@@ -114,11 +61,11 @@ check_audit "audit: allow-host for allowed.test over v6" "$A" '"event":"tcp"' '"
 	"\"dst\":\"$TOPO_ALLOWED6\"" '"sni":"allowed.test"'
 
 check_output "v4: denied.test gets the TLS access_denied alert" "alert access denied" \
-	sh -c "ip netns exec $SB_NS $CURL --resolve denied.test:443:$TOPO_DENIED4 https://denied.test/; true"
+	sh -c "ip netns exec $C_NS $CURL --resolve denied.test:443:$TOPO_DENIED4 https://denied.test/; true"
 check_output "v6: denied.test gets the TLS access_denied alert" "alert access denied" \
-	sh -c "ip netns exec $SB_NS $CURL --resolve 'denied.test:443:[$TOPO_DENIED6]' https://denied.test/; true"
+	sh -c "ip netns exec $C_NS $CURL --resolve 'denied.test:443:[$TOPO_DENIED6]' https://denied.test/; true"
 expect_fail "v4: curl to denied.test exits non-zero" \
-	in_sb $CURL --resolve "denied.test:443:$TOPO_DENIED4" https://denied.test/
+	in_C $CURL --resolve "denied.test:443:$TOPO_DENIED4" https://denied.test/
 for d in "$TOPO_DENIED4" "$TOPO_DENIED6"; do
 	check_audit "audit: deny host-not-allowed for denied.test at $d" "$A" '"event":"tcp"' \
 		'"verdict":"deny"' '"reason":"host-not-allowed"' "\"dst\":\"$d\"" '"sni":"denied.test"'
@@ -130,7 +77,7 @@ for v in 4 6; do
 	other=$TOPO_OTHER4 res=$TOPO_OTHER4
 	[ $v = 6 ] && other=$TOPO_OTHER6 res="[$TOPO_OTHER6]"
 	check_output "v$v: allowed.test at other.test's address gets the alert" "alert access denied" \
-		sh -c "ip netns exec $SB_NS $CURL --resolve 'allowed.test:443:$res' https://allowed.test/; true"
+		sh -c "ip netns exec $C_NS $CURL --resolve 'allowed.test:443:$res' https://allowed.test/; true"
 	check_audit "v$v: audit says sni-ip-mismatch" "$A" '"verdict":"deny"' \
 		'"reason":"sni-ip-mismatch"' "\"dst\":\"$other\"" '"sni":"allowed.test"'
 	check "v$v: other.test's server saw no request" test "$(nginx_hits "$other")" = 0
@@ -138,34 +85,34 @@ done
 
 # --- no SNI ---
 check_output "v4: openssl s_client -noservername is refused with alert 49" "alert number 49" \
-	sh -c "ip netns exec $SB_NS openssl s_client -noservername -connect $TOPO_ALLOWED4:443 </dev/null 2>&1; true"
+	sh -c "ip netns exec $C_NS openssl s_client -noservername -connect $TOPO_ALLOWED4:443 </dev/null 2>&1; true"
 check_output "v6: openssl s_client -noservername is refused with alert 49" "alert number 49" \
-	sh -c "ip netns exec $SB_NS openssl s_client -noservername -connect [$TOPO_ALLOWED6]:443 </dev/null 2>&1; true"
+	sh -c "ip netns exec $C_NS openssl s_client -noservername -connect [$TOPO_ALLOWED6]:443 </dev/null 2>&1; true"
 check_audit "audit: no-sni" "$A" '"verdict":"deny"' '"reason":"no-sni"' "\"dst\":\"$TOPO_ALLOWED4\""
-expect_status "hello --no-sni gets alert 49" 3 in_sb "$HELLO" --no-sni "$TOPO_ALLOWED4" 443
+expect_status "hello --no-sni gets alert 49" 3 in_C "$HELLO" --no-sni "$TOPO_ALLOWED4" 443
 
 # --- shapes of ClientHello ---
 for v in 4 6; do
 	addr=$TOPO_ALLOWED4
 	[ $v = 6 ] && addr=$TOPO_ALLOWED6
 	check_output "v$v: a hello in two segments 200 ms apart is allowed" "name=allowed.test" \
-		in_sb "$HELLO" --sni allowed.test --cafile "$TOPO_CA" --split 200 "$addr" 443
+		in_C "$HELLO" --sni allowed.test --cafile "$TOPO_CA" --split 200 "$addr" 443
 	check_output "v$v: a hello cut inside its record header (3 + rest, 200 ms) is allowed" \
-		"name=allowed.test" in_sb "$HELLO" --sni allowed.test --cafile "$TOPO_CA" \
+		"name=allowed.test" in_C "$HELLO" --sni allowed.test --cafile "$TOPO_CA" \
 		--split 200 --split-at 3 "$addr" 443
 done
 check_output "a 4 KiB ClientHello is allowed" "name=allowed.test" \
-	in_sb "$HELLO" --sni allowed.test --cafile "$TOPO_CA" --pad 4096 "$TOPO_ALLOWED4" 443
+	in_C "$HELLO" --sni allowed.test --cafile "$TOPO_CA" --pad 4096 "$TOPO_ALLOWED4" 443
 check_audit "audit: the 4 KiB hello was judged by its SNI" "$A" '"verdict":"allow"' \
 	'"sni":"allowed.test"' '"alpn":"http/1.1"'
 check_output "a 20 KiB ClientHello over two TLS records, split, is allowed" "name=api.example.test" \
-	in_sb "$HELLO" --sni api.example.test --cafile "$TOPO_CA" --pad 20000 --split 100 \
+	in_C "$HELLO" --sni api.example.test --cafile "$TOPO_CA" --pad 20000 --split 100 \
 	--split-at 16000 "$TOPO_API6" 443
 check_output "hello with ECH (0xfe0d) gets alert 49" "alert 49" \
-	sh -c "ip netns exec $SB_NS $HELLO --sni allowed.test --ech $TOPO_ALLOWED4 443; true"
+	sh -c "ip netns exec $C_NS $HELLO --sni allowed.test --ech $TOPO_ALLOWED4 443; true"
 check_audit "audit: ech" "$A" '"verdict":"deny"' '"reason":"ech"' '"ech":true'
 check_output "without ECH the same hello passes (control)" "handshake ok" \
-	in_sb "$HELLO" --sni allowed.test --ext 0xfe0e:200 "$TOPO_ALLOWED4" 443
+	in_C "$HELLO" --sni allowed.test --ext 0xfe0e:200 "$TOPO_ALLOWED4" 443
 
 # --- the first-bytes deadline ---
 wait "$SILENT4"
@@ -180,7 +127,7 @@ check_audit "audit: first-bytes-timeout (v4)" "$A" '"verdict":"deny"' \
 	'"reason":"first-bytes-timeout"' "\"dst\":\"$TOPO_ALLOWED4\""
 check_audit "audit: first-bytes-timeout (v6)" "$A" '"verdict":"deny"' \
 	'"reason":"first-bytes-timeout"' "\"dst\":\"$TOPO_ALLOWED6\""
-sandbox_down "$SB_PID"
+moat_stop "$C_PID"
 
 # --- the embedded sandbox (moat run): the same verdicts ---
 RA=$TOPO_DIR/audit-run.log
@@ -198,24 +145,24 @@ DEAD=$TOPO_DIR/resolv-dead.conf
 printf 'nameserver 198.18.1.9\noptions timeout:1 attempts:1\n' >"$DEAD"
 check "control: moat's own lookup of allowed.test fails in H with the dead resolver" \
 	sh -c "! ip netns exec $TOPO_H unshare -m sh -c 'mount --bind $DEAD /etc/resolv.conf && getent ahosts allowed.test'"
-SB_WRAP=(unshare -m sh -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' sh "$DEAD")
-sandbox_up f "$PROFILE" --dns-upstream "$TOPO_DNS4" || { echo "FAIL - moat enforce (dead resolver) did not come up"; finish; }
-F=$SB_AUDIT
+ENFORCE_WRAP=(unshare -m sh -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' sh "$DEAD")
+enforce_up f "$PROFILE" --dns-upstream "$TOPO_DNS4" || { echo "FAIL - moat enforce (dead resolver) did not come up"; finish; }
+F=$C_AUDIT
 check_output "no lookup yet: --resolve to allowed.test's right IP is denied" "alert access denied" \
-	sh -c "ip netns exec $SB_NS $CURL --resolve allowed.test:443:$TOPO_ALLOWED4 https://allowed.test/; true"
+	sh -c "ip netns exec $C_NS $CURL --resolve allowed.test:443:$TOPO_ALLOWED4 https://allowed.test/; true"
 check_audit "audit: sni-ip-mismatch (moat could not vouch for the address)" "$F" \
 	'"reason":"sni-ip-mismatch"' "\"dst\":\"$TOPO_ALLOWED4\"" '"sni":"allowed.test"'
 check_output "by name: the relayed answer vouches, allowed" "name=allowed.test" \
-	in_sb $CURL -4 https://allowed.test/
+	in_C $CURL -4 https://allowed.test/
 check_audit "audit: the sandbox's DNS query was relayed" "$F" '"event":"dns"' '"verdict":"allow"' \
 	'"qname":"allowed.test"'
 check_output "after the lookup, --resolve to the same IP is allowed" "name=allowed.test" \
-	in_sb $CURL --resolve "allowed.test:443:$TOPO_ALLOWED4" https://allowed.test/
+	in_C $CURL --resolve "allowed.test:443:$TOPO_ALLOWED4" https://allowed.test/
 check_output "after the lookup, other.test's IP is still denied" "alert access denied" \
-	sh -c "ip netns exec $SB_NS $CURL --resolve allowed.test:443:$TOPO_OTHER4 https://allowed.test/; true"
+	sh -c "ip netns exec $C_NS $CURL --resolve allowed.test:443:$TOPO_OTHER4 https://allowed.test/; true"
 check "other.test's server still saw no request" test "$(nginx_hits "$TOPO_OTHER4")" = 0
-sandbox_down "$SB_PID"
-SB_WRAP=()
+moat_stop "$C_PID"
+ENFORCE_WRAP=()
 
 # --- internal destinations under the allow-all profile ---
 # U serves these addresses (nginx listens on all), H routes them to U: only moat stops them.
@@ -232,20 +179,20 @@ check_output "control: H itself reaches 169.254.169.254:80 in U" "addr=169.254.1
 check_output "control: H itself reaches [fd00::1:2:3]:80 in U" "addr=fd00::1:2:3" \
 	in_H $CURL "http://[fd00::1:2:3]/"
 BEFORE=$(wc -l <"$TOPO_NGINX_LOG")
-sandbox_up n network || { echo "FAIL - moat enforce (network) did not come up"; finish; }
-N=$SB_AUDIT
+enforce_up n network || { echo "FAIL - moat enforce (network) did not come up"; finish; }
+N=$C_AUDIT
 check_output "network profile: an ordinary address is allowed (control)" "name=other.test" \
-	in_sb $CURL --resolve "other.test:443:$TOPO_OTHER4" https://other.test/
+	in_C $CURL --resolve "other.test:443:$TOPO_OTHER4" https://other.test/
 AFTER_CONTROL=$(wc -l <"$TOPO_NGINX_LOG")
 check_output "169.254.169.254:80 (metadata) is refused" "dst-link-local" \
-	in_sb curl -sS --max-time 5 http://169.254.169.254/latest/meta-data/
-check_output "10.1.2.3:80 is refused" "dst-private" in_sb curl -sS --max-time 5 http://10.1.2.3/
+	in_C curl -sS --max-time 5 http://169.254.169.254/latest/meta-data/
+check_output "10.1.2.3:80 is refused" "dst-private" in_C curl -sS --max-time 5 http://10.1.2.3/
 check_output "192.168.1.1:443 is refused with the TLS alert" "alert access denied" \
-	sh -c "ip netns exec $SB_NS curl -sS -k --max-time 5 https://192.168.1.1/; true"
+	sh -c "ip netns exec $C_NS curl -sS -k --max-time 5 https://192.168.1.1/; true"
 check_output "[fd00::1:2:3]:80 (ULA) is refused" "dst-ula" \
-	in_sb curl -sS --max-time 5 "http://[fd00::1:2:3]/"
+	in_C curl -sS --max-time 5 "http://[fd00::1:2:3]/"
 expect_fail "H's own address 198.18.0.1:80 is unreachable" \
-	in_sb curl -sS --max-time 2 http://198.18.0.1/
+	in_C curl -sS --max-time 2 http://198.18.0.1/
 for r in dst-link-local:169.254.169.254 dst-private:10.1.2.3 dst-private:192.168.1.1 \
 	dst-ula:fd00::1:2:3; do
 	check_audit "audit: ${r%%:*} for ${r#*:}" "$N" '"verdict":"deny"' "\"reason\":\"${r%%:*}\"" \
@@ -256,6 +203,6 @@ check_audit "audit: the host's own address is dropped" "$N" '"event":"drop"' '"r
 AFTER=$(wc -l <"$TOPO_NGINX_LOG")
 check "no request from the sandbox reached U's servers (only the control)" \
 	test "$AFTER" -eq "$AFTER_CONTROL" -a "$AFTER_CONTROL" -eq $((BEFORE + 1))
-sandbox_down "$SB_PID"
+moat_stop "$C_PID"
 
 finish

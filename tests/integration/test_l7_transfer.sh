@@ -16,6 +16,7 @@ set -u
 : "${TOPO_BIG_MB:=1024}"
 export TOPO_BIG_MB
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/moat.sh"
 need_root
 need_cmd ip nginx dnsmasq openssl curl dig socat sha256sum
 need_moat
@@ -30,22 +31,10 @@ cat >"$PROFILE" <<EOF
  "[$TOPO_OTHER6]:$TOPO_TCP_ECHO_PORT"],"allow_port":[443,80]}}}
 EOF
 
-SB_NS=$(topo_netns_c c) || { echo "FAIL - no namespace"; exit 1; }
-mkdir -p "/etc/netns/$SB_NS"
-echo "nameserver $TOPO_DNS4" >"/etc/netns/$SB_NS/resolv.conf"
-topo_defer "rm -rf /etc/netns/$SB_NS"
-A=$TOPO_DIR/audit.log
-topo_spawn H "$TOPO_DIR/moat.out" "$MOAT" enforce --netns "/run/netns/$SB_NS" \
-	--profile "$PROFILE" --audit-log "$A" --ready-file "$TOPO_DIR/ready"
-MOAT_PID=$TOPO_LAST_PID
-topo_wait "moat enforce" 10 test -s "$TOPO_DIR/ready" || {
-	echo "FAIL - moat enforce did not come up"
-	sed 's/^/    | /' "$TOPO_DIR/moat.out"
-	exit 1
-}
+enforce_up c "$PROFILE" || { echo "FAIL - moat enforce did not come up"; exit 1; }
+A=$C_AUDIT
 
 CURL="curl -sS --max-time 120 --cacert $TOPO_CA"
-in_sb() { ip netns exec "$SB_NS" "$@"; }
 
 # close_field SPORT FIELD: FIELD (an integer) of the close event of the connection from SPORT
 close_field() {
@@ -60,7 +49,7 @@ t0=$(date +%s)
 
 # --- download over TLS (v4): blind splice ---
 out=$TOPO_DIR/dl-tls.out
-in_sb $CURL -4 -o >(sha256sum >"$out.sha") -w '%{local_port} %{size_download}\n' \
+in_C $CURL -4 -o >(sha256sum >"$out.sha") -w '%{local_port} %{size_download}\n' \
 	https://allowed.test/big >"$out" 2>&1
 topo_wait "sha256 of the TLS download" 30 test -s "$out.sha"
 read -r port got <"$out"
@@ -72,7 +61,7 @@ check "TLS download: close event bytes_down ($down) >= $SIZE" test "${down:-0}" 
 
 # --- download over plain HTTP (v6): every byte accounted ---
 out=$TOPO_DIR/dl-http.out
-in_sb $CURL -6 -o >(sha256sum >"$out.sha") \
+in_C $CURL -6 -o >(sha256sum >"$out.sha") \
 	-w '%{local_port} %{size_download} %{size_header} %{size_request}\n' \
 	http://allowed.test/big >"$out" 2>&1
 topo_wait "sha256 of the HTTP download" 30 test -s "$out.sha"
@@ -88,11 +77,11 @@ check "HTTP download: close bytes_up ($up) = the request ($req)" test "${up:-0}"
 
 # --- upload over TLS with Content-Length (v4) ---
 check_output "TLS upload of $TOPO_BIG_MB MiB (Content-Length): nginx got every byte" \
-	"upload name=allowed.test bytes=$SIZE" in_sb $CURL -4 -T "$BIG" https://allowed.test/upload
+	"upload name=allowed.test bytes=$SIZE" in_C $CURL -4 -T "$BIG" https://allowed.test/upload
 
 # --- upload over plain HTTP, chunked (v6): the proxy walks every chunk ---
 out=$TOPO_DIR/ul-http.out
-in_sb sh -c "cat '$BIG' | $CURL -6 -H 'Transfer-Encoding: chunked' -T - \
+in_C sh -c "cat '$BIG' | $CURL -6 -H 'Transfer-Encoding: chunked' -T - \
 	-w '\nport=%{local_port} up=%{size_upload} req=%{size_request}\n' \
 	http://allowed.test/upload" >"$out" 2>&1
 check "HTTP chunked upload (v6): nginx got every byte" \
@@ -108,7 +97,7 @@ for v in 4 6; do
 	addr=$TOPO_OTHER4
 	[ $v = 6 ] && addr="[$TOPO_OTHER6]"
 	out=$TOPO_DIR/echo$v.sha
-	in_sb sh -c "socat -t 60 -T 60 - TCP$v:$addr:$TOPO_TCP_ECHO_PORT <'$BIG' | sha256sum" \
+	in_C sh -c "socat -t 60 -T 60 - TCP$v:$addr:$TOPO_TCP_ECHO_PORT <'$BIG' | sha256sum" \
 		>"$out" 2>&1
 	check "v$v: $TOPO_BIG_MB MiB through the TCP echo comes back intact" \
 		test "$(cut -c1-64 "$out")" = "$TOPO_BIG_SHA256"
@@ -125,7 +114,5 @@ check "the echo stream was allowed by the IP-literal rule (allow-addr)" \
 	grep -qF '"reason":"allow-addr"' "$TOPO_DIR/echo-ev"
 echo "    transfers took $(($(date +%s) - t0)) s"
 
-kill -TERM "$MOAT_PID"
-wait "$MOAT_PID"
-check "moat enforce stopped cleanly" test $? = 0
+check "moat enforce stopped cleanly" moat_stop "$C_PID"
 finish
