@@ -22,6 +22,7 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/sandbox.sh"
 need_root
 need_moat
 need_cmd ip dig getent nginx dnsmasq python3
@@ -30,68 +31,9 @@ FUZZ=$HELPERS/dnsfuzzsend
 
 topo_up || { echo "FAIL - topology did not come up"; exit 1; }
 D=$TOPO_DIR/dns
-mkdir -p "$D"
-
-# --- a long-lived sandbox: an agent that runs the command files the test drops -----------
-cat >"$D/agent.sh" <<'EOF'
-dir=$1
-n=0
-: >"$dir/ready"
-while :; do
-	if [ -e "$dir/req.$n" ]; then
-		sh "$dir/req.$n" >"$dir/out.$n" 2>&1
-		echo $? >"$dir/rc.tmp"
-		mv "$dir/rc.tmp" "$dir/rc.$n"
-		n=$((n + 1))
-	elif [ -e "$dir/quit" ]; then
-		exit "$(cat "$dir/quit")"
-	else
-		sleep 0.02
-	fi
-done
-EOF
-
-declare -A SB_PID SB_N
-# sb_start NAME PROFILE: moat run with the agent; audit log $D/NAME.audit.
-sb_start() {
-	local name=$1 profile=$2
-	mkdir -p "$D/$name"
-	SB_N[$name]=0
-	ip netns exec "$TOPO_H" "$MOAT" run --profile "$profile" --audit-log "$D/$name.audit" \
-		-- sh "$D/agent.sh" "$D/$name" </dev/null >"$D/$name.moat.log" 2>&1 &
-	SB_PID[$name]=$!
-	_topo_record_pid "${SB_PID[$name]}"
-	topo_wait "sandbox $name" 20 test -e "$D/$name/ready"
-}
-# sb_run NAME SHELL-COMMAND: runs it in the sandbox; its output on stdout, its status.
-sb_run() {
-	local name=$1 n=${SB_N[$1]} dir=$D/$1
-	SB_N[$name]=$((n + 1))
-	printf '%s\n' "$2" >"$dir/req.tmp"
-	mv "$dir/req.tmp" "$dir/req.$n"
-	topo_wait "request $n in $name" 120 test -e "$dir/rc.$n" || return 99
-	cat "$dir/out.$n"
-	return "$(cat "$dir/rc.$n")"
-}
-# sb_stop NAME STATUS: the agent exits with STATUS; moat's exit status is returned.
-sb_stop() {
-	local name=$1 rc=0
-	echo "${2:-0}" >"$D/$name/quit"
-	wait "${SB_PID[$name]}" || rc=$?
-	return $rc
-}
-
-# audit_has FILE PATTERN...: some line has every PATTERN (fixed strings); polls 5 s.
-_audit_line() {
-	local file=$1 lines
-	shift
-	lines=$(cat "$file") || return 1
-	for p in "$@"; do
-		lines=$(grep -F -- "$p" <<<"$lines") || return 1
-	done
-	[ -n "$lines" ]
-}
-audit_has() { topo_wait "audit $*" 5 _audit_line "$@"; }
+# a long-lived sandbox running the agent (tests/lib/sandbox.sh); a request may take 120 s
+sb_init "$D"
+SB_RUN_TIMEOUT=120
 
 # query lines of dnsmasq's log
 dns_log_queries() { grep -c 'query\[' "$TOPO_DNS_LOG"; }

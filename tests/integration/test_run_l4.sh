@@ -18,169 +18,16 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/sandbox.sh"
 need_root
 need_moat
 need_cmd nft ip curl dig nsenter
-
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=$(command -v python3) || skip "needs python3"
+need_python
 
 topo_up || { echo "FAIL - topology did not come up"; exit 1; }
 D=$TOPO_DIR/l4
-mkdir -p "$D"
-MARK=0x4d4f0001
-RTABLE=19791
-
-# --- helpers -----------------------------------------------------------------------------
-
-# probe.py tcp|udp|icmp HOST [PORT]: 0 = an answer came back, 3 = timed out, 4 = refused/
-# unreachable, 5 = could not even send (EPERM...).  1 s per attempt.
-cat >"$D/probe.py" <<'EOF'
-import errno, socket, sys
-kind, host = sys.argv[1], sys.argv[2]
-port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-try:
-    if kind == "tcp":
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.settimeout(1)
-        s.connect((host, port))
-        s.sendall(b"moat-probe\n")
-        d = s.recv(100)
-        print("connected, got %r" % d)
-        sys.exit(0 if d else 2)
-    if kind == "udp":
-        s = socket.socket(fam, socket.SOCK_DGRAM)
-        s.settimeout(1)
-        s.sendto(b"moat-probe", (host, port))
-        d, a = s.recvfrom(100)
-        print("answer %r from %s" % (d, a[0]))
-        sys.exit(0)
-    if kind == "icmp":
-        proto = socket.IPPROTO_ICMPV6 if fam == socket.AF_INET6 else socket.IPPROTO_ICMP
-        s = socket.socket(fam, socket.SOCK_DGRAM, proto)
-        s.settimeout(1)
-        typ = 128 if fam == socket.AF_INET6 else 8
-        s.sendto(bytes([typ, 0, 0, 0, 0, 1, 0, 1]) + b"moat", (host, 0))
-        d, a = s.recvfrom(100)
-        print("echo reply from %s" % a[0])
-        sys.exit(0)
-except socket.timeout:
-    print("timeout"); sys.exit(3)
-except OSError as e:
-    print("error: %s" % e)
-    if e.errno in (errno.EPERM, errno.EACCES, errno.EPROTONOSUPPORT):
-        sys.exit(5)
-    sys.exit(4)
-EOF
-
-# The agent: runs $dir/req.N in order, writes out.N and rc.N; exits when $dir/quit appears.
-cat >"$D/agent.sh" <<'EOF'
-dir=$1
-n=0
-: >"$dir/ready"
-while :; do
-	if [ -e "$dir/req.$n" ]; then
-		sh "$dir/req.$n" >"$dir/out.$n" 2>&1
-		echo $? >"$dir/rc.tmp"
-		mv "$dir/rc.tmp" "$dir/rc.$n"
-		n=$((n + 1))
-	elif [ -e "$dir/quit" ]; then
-		exit "$(cat "$dir/quit")"
-	else
-		sleep 0.02
-	fi
-done
-EOF
-
-declare -A SB_PID SB_N
-
-# sb_start NAME PROFILE: a sandbox running the agent; audit log $D/NAME.audit.
-sb_start() {
-	local name=$1 profile=$2
-	mkdir -p "$D/$name"
-	SB_N[$name]=0
-	ip netns exec "$TOPO_H" "$MOAT" run --profile "$profile" --audit-log "$D/$name.audit" \
-		-- sh "$D/agent.sh" "$D/$name" </dev/null >"$D/$name.moat.log" 2>&1 &
-	SB_PID[$name]=$!
-	_topo_record_pid "${SB_PID[$name]}"
-	topo_wait "sandbox $name" 20 test -e "$D/$name/ready"
-}
-
-# sb_run NAME SHELL-COMMAND: runs it in the sandbox; its output on stdout, its status.
-sb_run() {
-	local name=$1 n=${SB_N[$1]} dir=$D/$1
-	SB_N[$name]=$((n + 1))
-	printf '%s\n' "$2" >"$dir/req.tmp"
-	mv "$dir/req.tmp" "$dir/req.$n"
-	topo_wait "request $n in $name" 60 test -e "$dir/rc.$n" || return 99
-	cat "$dir/out.$n"
-	return "$(cat "$dir/rc.$n")"
-}
-
-# sb_stop NAME [STATUS]: lets the agent exit; moat's own exit status is returned.
-sb_stop() {
-	local name=$1 rc=0
-	echo "${2:-0}" >"$D/$name/quit"
-	wait "${SB_PID[$name]}" || rc=$?
-	return $rc
-}
-
-sb_id() { grep -o '"sandbox":"[^"]*"' "$D/$1.audit" | head -n1 | cut -d'"' -f4; }
-
-# counter ID NAME: packets of the named counter of table inet moat_ID.
-counter() {
-	in_H nft list counter inet "moat_$1" "$2" | grep -o 'packets [0-9]*' | cut -d' ' -f2
-}
-
-# audit_mark NAME / audit_new NAME PATTERN...: the audit lines written since the mark that
-# contain every PATTERN (fixed strings).
-declare -A AMARK
-audit_mark() { AMARK[$1]=$(wc -l <"$D/$1.audit"); }
-audit_new() {
-	local name=$1 lines
-	shift
-	lines=$(tail -n +"$((AMARK[$name] + 1))" "$D/$name.audit")
-	for p in "$@"; do
-		lines=$(grep -F -- "$p" <<<"$lines") || return 1
-	done
-	[ -n "$lines" ]
-}
-# wait for the event (NFLOG is asynchronous)
-audit_wait() {
-	local name=$1
-	shift
-	topo_wait "audit event $*" 5 audit_new "$name" "$@"
-}
-
-# counter_grew ID NAME BEFORE
-counter_grew() {
-	local now
-	now=$(counter "$1" "$2") || return 1
-	echo "$2: $3 -> $now"
-	[ "$now" -gt "$3" ]
-}
-
-no_moat_left() {
-	local t l r
-	t=$(in_H nft list tables | grep moat_) && { echo "tables: $t"; return 1; }
-	l=$(in_H ip -o link show | awk -F': ' '{print $2}' | grep '^moat-') &&
-		{ echo "links: $l"; return 1; }
-	r=$(in_H ip rule show | grep -i "fwmark $MARK") && { echo "rule: $r"; return 1; }
-	r=$(in_H ip -6 rule show | grep -i "fwmark $MARK") && { echo "rule6: $r"; return 1; }
-	r=$(in_H ip route show table $RTABLE 2>/dev/null) && [ -n "$r" ] && { echo "route: $r"; return 1; }
-	r=$(in_H ip -6 route show table $RTABLE 2>/dev/null) && [ -n "$r" ] && { echo "route6: $r"; return 1; }
-	return 0
-}
-
-# H's networking state that moat may touch, to compare before and after.
-h_state() {
-	in_H nft list tables
-	in_H ip -o link show | awk '{print $2}'
-	in_H ip rule show
-	in_H ip -6 rule show
-	in_H ip route show table all | grep -v "^local\|^broadcast\|^multicast\|^ff00\|^fe80"
-}
+sb_init "$D"
+probe_py_write "$D/probe.py"
 
 # --- profiles ----------------------------------------------------------------------------
 P=$D/l4.json
@@ -347,11 +194,11 @@ check "b's audit log has only b's events" sh -c "! grep -v '\"sandbox\":\"$IDB\"
 # one leaving must not take the other's network (shared policy routing)
 expect_status "a exits 0" 0 sb_stop a 0
 check "a's table and veth are gone" sh -c "! ip netns exec $TOPO_H nft list table inet moat_$IDA 2>/dev/null && ! ip -n $TOPO_H link show moat-$IDA 2>/dev/null"
-check "policy routing stays while b runs" sh -c "ip -n $TOPO_H rule show | grep -qi 'fwmark $MARK'"
+check "policy routing stays while b runs" sh -c "ip -n $TOPO_H rule show | grep -qi 'fwmark $MOAT_FWMARK'"
 check_output "b still reaches other.test after a left" "name=other.test" \
 	sb_run b "$CURL https://other.test/"
 expect_status "b exits with its workload's status 3" 3 sb_stop b 3
-check "after both: no moat_* table, no moat-* link, no fwmark rule, table $RTABLE empty" \
+check "after both: no moat_* table, no moat-* link, no fwmark rule, table $MOAT_RTABLE empty" \
 	no_moat_left
 
 # --- exit statuses --------------------------------------------------------------------------

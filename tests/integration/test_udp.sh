@@ -15,13 +15,14 @@
 set -u
 . "$SRC/tests/lib/common.sh"
 . "$SRC/tests/lib/topo.sh"
+. "$SRC/tests/lib/sandbox.sh"
 need_root
 need_moat
 need_cmd ip dig nft python3 dnsmasq nginx
 
 topo_up || { echo "FAIL - topology did not come up"; exit 1; }
 D=$TOPO_DIR/udp
-mkdir -p "$D"
+sb_init "$D"
 
 # probe.py HOST PORT: 0 = the echo came back (prints its source), 3 = nothing within 1 s.
 cat >"$D/probe.py" <<'EOF'
@@ -40,63 +41,6 @@ except socket.timeout:
     sys.exit(3)
 EOF
 PROBE="python3 $D/probe.py"
-
-cat >"$D/agent.sh" <<'EOF'
-dir=$1
-n=0
-: >"$dir/ready"
-while :; do
-	if [ -e "$dir/req.$n" ]; then
-		sh "$dir/req.$n" >"$dir/out.$n" 2>&1
-		echo $? >"$dir/rc.tmp"
-		mv "$dir/rc.tmp" "$dir/rc.$n"
-		n=$((n + 1))
-	elif [ -e "$dir/quit" ]; then
-		exit "$(cat "$dir/quit")"
-	else
-		sleep 0.02
-	fi
-done
-EOF
-declare -A SB_PID SB_N
-sb_start() {
-	local name=$1 profile=$2
-	mkdir -p "$D/$name"
-	SB_N[$name]=0
-	ip netns exec "$TOPO_H" "$MOAT" run --profile "$profile" --audit-log "$D/$name.audit" \
-		-- sh "$D/agent.sh" "$D/$name" </dev/null >"$D/$name.moat.log" 2>&1 &
-	SB_PID[$name]=$!
-	_topo_record_pid "${SB_PID[$name]}"
-	topo_wait "sandbox $name" 20 test -e "$D/$name/ready"
-}
-sb_run() {
-	local name=$1 n=${SB_N[$1]} dir=$D/$1
-	SB_N[$name]=$((n + 1))
-	printf '%s\n' "$2" >"$dir/req.tmp"
-	mv "$dir/req.tmp" "$dir/req.$n"
-	topo_wait "request $n in $name" 60 test -e "$dir/rc.$n" || return 99
-	cat "$dir/out.$n"
-	return "$(cat "$dir/rc.$n")"
-}
-sb_stop() {
-	local name=$1 rc=0
-	echo "${2:-0}" >"$D/$name/quit"
-	wait "${SB_PID[$name]}" || rc=$?
-	return $rc
-}
-sb_id() { grep -o '"sandbox":"[^"]*"' "$D/$1.audit" | head -n1 | cut -d'"' -f4; }
-
-_audit_line() {
-	local file=$1 lines
-	shift
-	lines=$(cat "$file") || return 1
-	for p in "$@"; do
-		lines=$(grep -F -- "$p" <<<"$lines") || return 1
-	done
-	[ -n "$lines" ]
-}
-# drop events come through NFLOG, asynchronously: poll
-audit_has() { topo_wait "audit $*" 5 _audit_line "$@"; }
 
 # U counts the echo's datagrams by source: H's address (masqueraded) or the sandbox's own
 in_U nft -f - <<'EOF'
