@@ -436,7 +436,7 @@ void conn_resolved(struct conn *c)
 		conn_judge_seen(c, true, -1);
 	} else if (c->up_mode == UP_HTTP_RESOLVE) {
 		c->up_mode = UP_HTTP_HEAD;
-		relay_pump(c);
+		relay_pump(c, RELAY_BOTH);
 	}
 }
 
@@ -464,7 +464,7 @@ void conn_on_client(struct conn *c, uint32_t ev)
 		if (ev & EPOLLERR)
 			conn_close(c, "client-reset", true);
 		else
-			relay_pump(c);
+			relay_pump(c, relay_dirs(false, ev));
 		break;
 	case CS_LINGER:
 		linger_read(c);
@@ -495,7 +495,7 @@ void conn_on_upstream(struct conn *c, uint32_t ev)
 		conn_close(c, "upstream-reset", true);
 		return;
 	}
-	relay_pump(c);
+	relay_pump(c, relay_dirs(true, ev));
 }
 
 void conn_on_deadline(struct conn *c)

@@ -193,7 +193,10 @@ void conn_audit_decision(struct conn *c, const struct decision *d, enum seen see
 
 /* relay.c */
 void relay_start(struct conn *c);
-void relay_pump(struct conn *c);
+/* RELAY_UP: client -> server, RELAY_DOWN: server -> client */
+enum { RELAY_UP = 1, RELAY_DOWN = 2, RELAY_BOTH = 3 };
+void relay_pump(struct conn *c, unsigned dirs);
+unsigned relay_dirs(bool upstream, uint32_t ev);
 void relay_update_events(struct conn *c);
 int buf_reserve(struct conn *c, size_t want, size_t max);
 

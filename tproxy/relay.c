@@ -11,7 +11,9 @@
  * the client get the 403, in order, before the connection closes.
  *
  * Epoll is level-triggered; a direction that stops short of EAGAIN (the
- * per-wakeup budget) is simply polled again. */
+ * per-wakeup budget, or a short read) is simply polled again.  A wake-up
+ * pumps only the direction(s) its event concerns, so readiness on one side
+ * does not cost a failing splice() on the other. */
 #include "tproxy/proxy_internal.h"
 #include "common/moat.h"
 
@@ -23,7 +25,7 @@
 #define SPLICE_CHUNK PIPE_BYTES
 #define PUMP_BUDGET 32
 
-enum { P_AGAIN = 0, P_MORE = 1, P_EOF = 2, P_ERR = -1 };
+enum { P_AGAIN = 0, P_MORE = 1, P_EOF = 2, P_SHORT = 3, P_ERR = -1 };
 
 int buf_reserve(struct conn *c, size_t want, size_t max)
 {
@@ -74,7 +76,12 @@ static int drain(struct conn *c, struct dir *d, int to, uint64_t *count)
 }
 
 /* Source -> pipe, at most limit bytes; the pipe is returned to the pool
- * when nothing was read. */
+ * when nothing was read.  P_SHORT: fewer bytes than asked were read, so the
+ * source is most likely empty for now.  The caller drains and ends its turn
+ * rather than splice again only to see EAGAIN: epoll is level-triggered, so
+ * a source that still (or again) holds bytes, or has reached EOF, wakes us
+ * at once while its EPOLLIN is asked for, and a short read that was only
+ * the pipe running out of slots costs one epoll_wait, never a lost byte. */
 static int fill(struct conn *c, struct dir *d, int from, uint64_t limit, uint64_t *moved)
 {
 	if (!d->p && !(d->p = pipe_get(c->w)))
@@ -91,7 +98,7 @@ static int fill(struct conn *c, struct dir *d, int from, uint64_t limit, uint64_
 	}
 	d->p->pending += (size_t)n;
 	*moved = (uint64_t)n;
-	return P_MORE;
+	return (size_t)n < want ? P_SHORT : P_MORE;
 }
 
 static int recv_more(struct conn *c, size_t max)
@@ -125,6 +132,7 @@ static void body_finished(struct conn *c)
  * left), P_ERR (c must be closed). */
 static int pump_up(struct conn *c)
 {
+	bool idle = false;      /* a fill came up short: stop before the next one */
 	for (int i = 0; i < PUMP_BUDGET; i++) {
 		int r;
 		uint64_t moved = 0;
@@ -157,6 +165,8 @@ static int pump_up(struct conn *c)
 		}
 		switch (c->up_mode) {
 		case UP_BLIND:
+			if (idle)
+				return P_AGAIN;
 			r = fill(c, &c->up, c->cfd, UINT64_MAX, &moved);
 			break;
 		case UP_HTTP_BODY:
@@ -179,6 +189,8 @@ static int pump_up(struct conn *c)
 					continue;
 			}
 			if (c->body.kind == HTTP_BODY_LENGTH && c->len == 0) {
+				if (idle)
+					return P_AGAIN;
 				r = fill(c, &c->up, c->cfd, c->body.remaining, &moved);
 				if (moved)
 					http_body_skip(&c->body, moved);
@@ -209,6 +221,8 @@ static int pump_up(struct conn *c)
 		}
 		if (r == P_EOF)
 			c->up.eof = true;
+		else if (r == P_SHORT)
+			idle = true;
 		else if (r != P_MORE)
 			return r;
 	}
@@ -220,6 +234,7 @@ static int pump_up(struct conn *c)
 /* server -> client.  Returns P_AGAIN, P_ERR, or P_EOF when c went to linger. */
 static int pump_down(struct conn *c)
 {
+	bool idle = false;      /* a fill came up short: stop after draining it */
 	for (int i = 0; i < PUMP_BUDGET; i++) {
 		int r;
 		uint64_t moved = 0;
@@ -228,11 +243,13 @@ static int pump_down(struct conn *c)
 			if (r != P_MORE)
 				return r;
 		}
-		if (c->down.eof)
+		if (c->down.eof || idle)
 			break;
 		r = fill(c, &c->down, c->ufd, UINT64_MAX, &moved);
 		if (r == P_EOF)
 			c->down.eof = true;
+		else if (r == P_SHORT)
+			idle = true;
 		else if (r != P_MORE)
 			return r;
 	}
@@ -281,20 +298,23 @@ static void abort_both(struct conn *c, const char *reason)
 	conn_close(c, reason, true);
 }
 
-void relay_pump(struct conn *c)
+void relay_pump(struct conn *c, unsigned dirs)
 {
 	if (c->state != CS_RELAY)
 		return;
 	conn_list_move(c, CS_RELAY, moat_now_ms() + c->w->t->cfg.idle_timeout_ms);
-	int r = pump_up(c);
-	c->up_more = r == P_MORE;
-	if (r == P_ERR) {
-		abort_both(c, c->up_mode == UP_HTTP_BODY ? "bad-http-body" : "reset");
-		return;
+	int r;
+	if (dirs & RELAY_UP) {
+		r = pump_up(c);
+		c->up_more = r == P_MORE;
+		if (r == P_ERR) {
+			abort_both(c, c->up_mode == UP_HTTP_BODY ? "bad-http-body" : "reset");
+			return;
+		}
+		if (c->state != CS_RELAY)
+			return; /* a later request was judged and the connection closed */
 	}
-	if (c->state != CS_RELAY)
-		return;         /* a later request was judged and the connection closed */
-	r = pump_down(c);
+	r = dirs & RELAY_DOWN ? pump_down(c) : P_AGAIN;
 	if (r == P_ERR) {
 		abort_both(c, "reset");
 		return;
@@ -311,5 +331,18 @@ void relay_pump(struct conn *c)
 void relay_start(struct conn *c)
 {
 	conn_list_move(c, CS_RELAY, moat_now_ms() + c->w->t->cfg.idle_timeout_ms);
-	relay_pump(c);
+	relay_pump(c, RELAY_BOTH);
+}
+
+/* Which directions a readiness event on one side concerns.  Bytes judged
+ * but not yet sent (c->buf) have no socket event of their own: they wait
+ * for the upstream's EPOLLOUT (relay_update_events asks for it), which
+ * pumps client -> server. */
+unsigned relay_dirs(bool upstream, uint32_t ev)
+{
+	if (ev & (EPOLLHUP | EPOLLERR) || !(ev & (EPOLLIN | EPOLLOUT)))
+		return RELAY_BOTH;
+	unsigned reading = upstream ? RELAY_DOWN : RELAY_UP;
+	unsigned writing = upstream ? RELAY_UP : RELAY_DOWN;
+	return (ev & EPOLLIN ? reading : 0) | (ev & EPOLLOUT ? writing : 0);
 }
