@@ -53,4 +53,28 @@ void policy_index_free(struct policy_index *idx);
 int port_set_add(struct port_set *s, uint16_t lo, uint16_t hi);
 int port_set_merge(struct port_set *dst, const struct port_set *src);
 
+/* The loader (load.c, load_host.c): its state while one profile is parsed,
+ * and the message helpers and key handlers the two files share. */
+struct cJSON;
+
+struct ctx {
+	const char *label;              /* file name for messages */
+	struct moat_error *e;
+	struct policy *p;
+	struct policy_index *idx;
+};
+
+/* Stops the load with "label: field: message (value)"; v may be NULL. */
+__attribute__((format(printf, 4, 5)))
+int load_fail(struct ctx *c, const char *field, const struct cJSON *v, const char *fmt, ...);
+/* Adds a warning in the same form; fails only when out of memory. */
+__attribute__((format(printf, 4, 5)))
+int load_warn(struct ctx *c, const char *field, const struct cJSON *v, const char *fmt, ...);
+int load_nomem(struct ctx *c);
+
+/* network.outbound.allow_host, allow_port and allow_private (load_host.c). */
+int load_k_allow_host(struct ctx *c, const char *field, const struct cJSON *v);
+int load_k_allow_port(struct ctx *c, const char *field, const struct cJSON *v);
+int load_k_allow_private(struct ctx *c, const char *field, const struct cJSON *v);
+
 #endif

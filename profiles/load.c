@@ -13,13 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-struct ctx {
-	const char *label;              /* file name for messages */
-	struct moat_error *e;
-	struct policy *p;
-	struct policy_index *idx;
-};
-
 /* ---- messages ---- */
 
 /* The offending value, short and printable: "\"api.*.com\"", "70000", "array". */
@@ -72,7 +65,7 @@ static void vformat(char *buf, size_t size, const char *field, const cJSON *v, c
 }
 
 __attribute__((format(printf, 4, 5)))
-static int fail(struct ctx *c, const char *field, const cJSON *v, const char *fmt, ...)
+int load_fail(struct ctx *c, const char *field, const cJSON *v, const char *fmt, ...)
 {
 	char msg[MOAT_ERR_MAX];
 	va_list ap;
@@ -83,7 +76,7 @@ static int fail(struct ctx *c, const char *field, const cJSON *v, const char *fm
 }
 
 __attribute__((format(printf, 4, 5)))
-static int warn(struct ctx *c, const char *field, const cJSON *v, const char *fmt, ...)
+int load_warn(struct ctx *c, const char *field, const cJSON *v, const char *fmt, ...)
 {
 	char msg[MOAT_ERR_MAX];
 	va_list ap;
@@ -100,7 +93,7 @@ static int warn(struct ctx *c, const char *field, const cJSON *v, const char *fm
 	return 0;
 }
 
-static int nomem(struct ctx *c)
+int load_nomem(struct ctx *c)
 {
 	return moat_error_errno(c->e, ENOMEM, "%s", c->label);
 }
@@ -156,15 +149,15 @@ static int unknown_key(struct ctx *c, const char *field, const char *key, const 
 	}
 	size_t klen = strlen(best ? best : "");
 	if (best && best_d <= (klen / 3 > 2 ? klen / 3 : 2))
-		return fail(c, field, NULL, "unknown key (did you mean \"%s\"?)", best);
+		return load_fail(c, field, NULL, "unknown key (did you mean \"%s\"?)", best);
 	/* the right key at the wrong level */
 	for (size_t i = 0; i < ARRAY_SIZE(known_paths); i++) {
 		const char *dot = strrchr(known_paths[i], '.');
 		if (strcasecmp(dot ? dot + 1 : known_paths[i], key) == 0)
-			return fail(c, field, NULL, "unknown key here (did you mean \"%s\"?)",
-				    known_paths[i]);
+			return load_fail(c, field, NULL, "unknown key here (did you mean \"%s\"?)",
+					 known_paths[i]);
 	}
-	return fail(c, field, NULL, "unknown key");
+	return load_fail(c, field, NULL, "unknown key");
 }
 
 static void join(char *out, size_t size, const char *parent, const char *key)
@@ -187,7 +180,7 @@ static int walk_object(struct ctx *c, const char *field, const cJSON *obj, const
 		       size_t n)
 {
 	if (!cJSON_IsObject(obj))
-		return fail(c, *field ? field : "top level", obj, "expected an object");
+		return load_fail(c, *field ? field : "top level", obj, "expected an object");
 	uint32_t seen = 0;
 	for (const cJSON *it = obj->child; it; it = it->next) {
 		char sub[160];
@@ -198,7 +191,7 @@ static int walk_object(struct ctx *c, const char *field, const cJSON *obj, const
 		if (i == n)
 			return unknown_key(c, sub, it->string ? it->string : "", keys, n);
 		if (seen & (1u << i))
-			return fail(c, sub, NULL, "duplicate key");
+			return load_fail(c, sub, NULL, "duplicate key");
 		seen |= 1u << i;
 		if (cJSON_IsNull(it))   /* Go's encoding/json treats null as absent */
 			continue;
@@ -212,7 +205,7 @@ static int walk_object(struct ctx *c, const char *field, const cJSON *obj, const
 static int want_bool(struct ctx *c, const char *field, const cJSON *v, bool *out)
 {
 	if (!cJSON_IsBool(v))
-		return fail(c, field, v, "expected true or false");
+		return load_fail(c, field, v, "expected true or false");
 	*out = cJSON_IsTrue(v);
 	return 0;
 }
@@ -220,319 +213,36 @@ static int want_bool(struct ctx *c, const char *field, const cJSON *v, bool *out
 static int want_string(struct ctx *c, const char *field, const cJSON *v, char **out)
 {
 	if (!cJSON_IsString(v))
-		return fail(c, field, v, "expected a string");
+		return load_fail(c, field, v, "expected a string");
 	free(*out);
 	*out = strdup(v->valuestring);
-	return *out ? 0 : nomem(c);
+	return *out ? 0 : load_nomem(c);
 }
 
 static int want_strings(struct ctx *c, const char *field, const cJSON *v, char ***out, size_t *n)
 {
 	if (!cJSON_IsArray(v))
-		return fail(c, field, v, "expected an array of strings");
+		return load_fail(c, field, v, "expected an array of strings");
 	int size = cJSON_GetArraySize(v), i = 0;
 	char **a = calloc((size_t)size + 1, sizeof(*a));
 	if (!a)
-		return nomem(c);
+		return load_nomem(c);
 	*out = a;
 	*n = 0;
 	for (const cJSON *it = v->child; it; it = it->next, i++) {
 		if (!cJSON_IsString(it)) {
 			char sub[192];
 			snprintf(sub, sizeof(sub), "%s[%d]", field, i);
-			return fail(c, sub, it, "expected a string");
+			return load_fail(c, sub, it, "expected a string");
 		}
 		if (!(a[i] = strdup(it->valuestring)))
-			return nomem(c);
+			return load_nomem(c);
 		(*n)++;
 	}
 	return 0;
 }
 
-/* "N" or "LO-HI", decimal, 1..65535, LO <= HI. */
-static const char *parse_port_spec(const char *s, uint16_t *lo, uint16_t *hi)
-{
-	char buf[16];
-	size_t len = strlen(s);
-	if (len == 0)
-		return "empty port";
-	if (len >= sizeof(buf))
-		return "not a port or LO-HI range";
-	memcpy(buf, s, len + 1);
-	char *dash = strchr(buf, '-');
-	if (dash)
-		*dash = '\0';
-	unsigned long long a, b;
-	int r = moat_parse_uint(buf, 1, 65535, &a);
-	if (r == 0 && dash)
-		r = moat_parse_uint(dash + 1, 1, 65535, &b);
-	else
-		b = a;
-	if (r == -ERANGE)
-		return "port out of range 1-65535";
-	if (r < 0)
-		return "not a port or LO-HI range";
-	if (a > b)
-		return "reversed port range";
-	*lo = (uint16_t)a;
-	*hi = (uint16_t)b;
-	return NULL;
-}
-
-/* ---- network.outbound.allow_host ---- */
-
-/* "ADDR" or "ADDR/LEN" for family-checked CIDRs; host bits must be clear. */
-static int parse_cidr(struct ctx *c, const char *field, const cJSON *v, const char *s, size_t len,
-		      bool want_v6, struct addr_rule *r)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	if (len >= sizeof(buf))
-		return fail(c, field, v, "not an IP address or CIDR");
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	char *slash = strchr(buf, '/');
-	if (slash)
-		*slash = '\0';
-	uint8_t a[16];
-	int fam = ip_literal(buf, strlen(buf), a);
-	if (!fam)
-		return fail(c, field, v, "not a canonical IP address");
-	if (want_v6 && fam != AF_INET6)
-		return fail(c, field, v, "brackets hold an IPv6 address only");
-	unsigned max = fam == AF_INET ? 32 : 128;
-	unsigned long long prefix = max;
-	if (slash && moat_parse_uint(slash + 1, 0, max, &prefix) < 0)
-		return fail(c, field, v, "prefix length must be 0-%u", max);
-	uint8_t net[16] = { 0 };
-	for (unsigned i = 0; i < prefix; i++)
-		net[i / 8] |= a[i / 8] & (uint8_t)(0x80 >> (i % 8));
-	if (memcmp(net, a, 16) != 0) {
-		char ns[INET6_ADDRSTRLEN];
-		inet_ntop(fam, net, ns, sizeof(ns));
-		return fail(c, field, v, "host bits set (the network is %s/%llu)", ns, prefix);
-	}
-	/* ::ffff:a.b.c.d means the IPv4 address: keep one form for matching */
-	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-	if (fam == AF_INET6 && prefix >= 96 && memcmp(a, mapped, 12) == 0) {
-		memmove(a, a + 12, 4);
-		memset(a + 4, 0, 12);
-		fam = AF_INET;
-		prefix -= 96;
-	}
-	r->family = fam;
-	memcpy(r->addr, a, 16);
-	r->prefix = (uint8_t)prefix;
-	return 0;
-}
-
-static bool same_addr_rule(const struct addr_rule *a, const struct addr_rule *b)
-{
-	return a->family == b->family && a->prefix == b->prefix && memcmp(a->addr, b->addr, 16) == 0 &&
-	       a->ports.n == b->ports.n &&
-	       (a->ports.n == 0 || memcmp(a->ports.r, b->ports.r, a->ports.n * sizeof(*a->ports.r)) == 0);
-}
-
-static int add_addr_rule(struct ctx *c, const char *field, const cJSON *v, struct addr_rule *r)
-{
-	struct policy *p = c->p;
-	for (size_t i = 0; i < p->n_addrs; i++) {
-		if (same_addr_rule(&p->addrs[i], r)) {
-			port_set_free(&r->ports);
-			return warn(c, field, v, "duplicate of allow_host[%d]", p->addrs[i].index);
-		}
-	}
-	struct addr_rule *a = realloc(p->addrs, (p->n_addrs + 1) * sizeof(*a));
-	if (!a) {
-		port_set_free(&r->ports);
-		return nomem(c);
-	}
-	p->addrs = a;
-	if (!(r->source = strdup(v->valuestring))) {
-		port_set_free(&r->ports);
-		return nomem(c);
-	}
-	a[p->n_addrs++] = *r;
-	return 0;
-}
-
-static int host_name_rule(struct ctx *c, const char *field, const cJSON *v, const char *s,
-			  size_t len, struct port_set *ports, int index)
-{
-	struct policy *p = c->p;
-	if (len == 1 && s[0] == '*')
-		return fail(c, field, v, "\"*\" alone is not a host (use insecure_allow_all)");
-	if (len == 1 && s[0] == '.')
-		return fail(c, field, v, "\".\" alone is not a host");
-	bool sub = false;
-	if (len >= 2 && s[0] == '*' && s[1] == '.') {
-		sub = true;
-		s += 2;
-		len -= 2;
-	} else if (len >= 1 && s[0] == '.') {
-		sub = true;
-		s++;
-		len--;
-	}
-	if (len == 0)
-		return fail(c, field, v, "empty name after the wildcard");
-	char norm[POLICY_NAME_MAX + 2];
-	const char *why;
-	if (len > POLICY_NAME_MAX + 1)
-		return fail(c, field, v, "name longer than 253 bytes");
-	if (name_normalize(s, len, norm, &why) < 0) {
-		struct in_addr in;
-		char buf[POLICY_NAME_MAX + 2];
-		memcpy(buf, s, len);
-		buf[len] = '\0';
-		if (!sub && strncmp(why, "numeric", 7) == 0 && inet_aton(buf, &in))
-			return fail(c, field, v, "not a canonical IPv4 address (write %s)",
-				    inet_ntoa(in));
-		return fail(c, field, v, "%s", why);
-	}
-	size_t k = p->n_hosts;
-	struct host_rule *h = &p->hosts[k];
-	*h = (struct host_rule){ .subdomains = sub, .ports = *ports, .index = index };
-	*ports = (struct port_set){ 0 };
-	h->name = strdup(norm);
-	h->source = strdup(v->valuestring);
-	if (!h->name || !h->source) {
-		free(h->name);
-		free(h->source);
-		port_set_free(&h->ports);
-		return nomem(c);
-	}
-	int dup = policy_index_add(p, c->idx, k);
-	if (dup >= 0) {
-		free(h->name);
-		free(h->source);
-		port_set_free(&h->ports);
-		return warn(c, field, v, "duplicate of allow_host[%d]", p->hosts[dup].index);
-	}
-	p->n_hosts++;
-	return 0;
-}
-
-/* Entry forms: NAME, .NAME, *.NAME, IPV4, IPV4/LEN, IPV6, IPV6/LEN, each of
- * the first five optionally ":PORT" or ":LO-HI"; an IPv6 address with a port
- * is written in brackets: "[2001:2::1]:443", "[2001:2::/48]:443". */
-static int host_entry(struct ctx *c, const char *field, const cJSON *v, int index)
-{
-	const char *s = v->valuestring;
-	size_t len = strlen(s);
-	const char *host = s, *port = NULL;
-	size_t hlen = len;
-	bool v6 = false;
-	if (len == 0)
-		return fail(c, field, v, "empty host");
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close)
-			return fail(c, field, v, "missing ']' after an IPv6 address");
-		host = s + 1;
-		hlen = (size_t)(close - host);
-		if (close[1] == ':')
-			port = close + 2;
-		else if (close[1])
-			return fail(c, field, v, "expected ':PORT' after ']'");
-		v6 = true;
-	} else {
-		const char *colon = strchr(s, ':');
-		if (colon && strchr(colon + 1, ':')) {
-			v6 = true;      /* bare IPv6: no port (use brackets) */
-		} else if (colon) {
-			hlen = (size_t)(colon - s);
-			port = colon + 1;
-		}
-	}
-	struct port_set ports = { 0 };
-	if (port) {
-		uint16_t lo, hi;
-		const char *why = parse_port_spec(port, &lo, &hi);
-		if (why)
-			return fail(c, field, v, "%s", why);
-		if (port_set_add(&ports, lo, hi) < 0)
-			return nomem(c);
-	}
-	uint8_t tmp[16];
-	if (v6 || memchr(host, '/', hlen) || ip_literal(host, hlen, tmp) == AF_INET) {
-		struct addr_rule r = { .ports = ports, .index = index };
-		int ret = parse_cidr(c, field, v, host, hlen, v6, &r);
-		if (ret < 0) {
-			port_set_free(&r.ports);
-			return ret;
-		}
-		return add_addr_rule(c, field, v, &r);
-	}
-	int r = host_name_rule(c, field, v, host, hlen, &ports, index);
-	port_set_free(&ports);
-	return r;
-}
-
-static int k_allow_host(struct ctx *c, const char *field, const cJSON *v)
-{
-	if (!cJSON_IsArray(v))
-		return fail(c, field, v, "expected an array of strings");
-	size_t n = (size_t)cJSON_GetArraySize(v);
-	struct policy *p = c->p;
-	if (p->hosts)
-		return fail(c, field, NULL, "duplicate key");
-	p->hosts = calloc(n + 1, sizeof(*p->hosts));
-	if (!p->hosts || policy_index_init(c->idx, n) < 0)
-		return nomem(c);
-	int i = 0;
-	for (const cJSON *it = v->child; it; it = it->next, i++) {
-		char sub[192];
-		snprintf(sub, sizeof(sub), "%s[%d]", field, i);
-		if (!cJSON_IsString(it))
-			return fail(c, sub, it, "expected a string");
-		int r = host_entry(c, sub, it, i);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* ---- the other outbound keys ---- */
-
-static int k_allow_port(struct ctx *c, const char *field, const cJSON *v)
-{
-	if (!cJSON_IsArray(v))
-		return fail(c, field, v, "expected an array of ports");
-	int i = 0;
-	for (const cJSON *it = v->child; it; it = it->next, i++) {
-		char sub[192];
-		snprintf(sub, sizeof(sub), "%s[%d]", field, i);
-		uint16_t lo, hi;
-		if (cJSON_IsNumber(it)) {
-			double d = it->valuedouble;
-			if (d != (double)(long long)d)
-				return fail(c, sub, it, "port must be an integer");
-			if (d < 1 || d > 65535)
-				return fail(c, sub, it, "port out of range 1-65535");
-			lo = hi = (uint16_t)d;
-		} else if (cJSON_IsString(it)) {
-			const char *why = parse_port_spec(it->valuestring, &lo, &hi);
-			if (why)
-				return fail(c, sub, it, "%s", why);
-		} else {
-			return fail(c, sub, it, "expected a port number or a \"LO-HI\" string");
-		}
-		if (port_set_has(&c->p->ports, lo) && port_set_has(&c->p->ports, hi)) {
-			bool whole = true;
-			for (unsigned q = lo; q <= hi && whole; q++)
-				whole = port_set_has(&c->p->ports, (uint16_t)q);
-			if (whole) {
-				int r = warn(c, sub, it, "duplicate port");
-				if (r < 0)
-					return r;
-				continue;
-			}
-		}
-		if (port_set_add(&c->p->ports, lo, hi) < 0)
-			return nomem(c);
-	}
-	return 0;
-}
 
 static int k_insecure_allow_all(struct ctx *c, const char *field, const cJSON *v)
 {
@@ -542,7 +252,7 @@ static int k_insecure_allow_all(struct ctx *c, const char *field, const cJSON *v
 static int k_allow_transport(struct ctx *c, const char *field, const cJSON *v)
 {
 	if (!cJSON_IsArray(v))
-		return fail(c, field, v, "expected an array of \"tcp\" / \"udp\"");
+		return load_fail(c, field, v, "expected an array of \"tcp\" / \"udp\"");
 	if (!v->child)
 		return 0;       /* ToolHive writes []: the default, tcp */
 	bool tcp = false, udp = false;
@@ -552,15 +262,16 @@ static int k_allow_transport(struct ctx *c, const char *field, const cJSON *v)
 		snprintf(sub, sizeof(sub), "%s[%d]", field, i);
 		bool *b;
 		if (!cJSON_IsString(it))
-			return fail(c, sub, it, "expected \"tcp\" or \"udp\"");
+			return load_fail(c, sub, it, "expected \"tcp\" or \"udp\"");
 		if (strcasecmp(it->valuestring, "tcp") == 0)
 			b = &tcp;
 		else if (strcasecmp(it->valuestring, "udp") == 0)
 			b = &udp;
 		else
-			return fail(c, sub, it, "unknown transport (expected \"tcp\" or \"udp\")");
+			return load_fail(c, sub, it,
+					 "unknown transport (expected \"tcp\" or \"udp\")");
 		if (*b) {
-			int r = warn(c, sub, it, "duplicate transport");
+			int r = load_warn(c, sub, it, "duplicate transport");
 			if (r < 0)
 				return r;
 		}
@@ -571,77 +282,13 @@ static int k_allow_transport(struct ctx *c, const char *field, const cJSON *v)
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	enum addr_class cls;
-} private_keywords[] = {
-	{ "loopback", ADDR_LOOPBACK }, { "link-local", ADDR_LINK_LOCAL },
-	{ "private", ADDR_PRIVATE },   { "cgnat", ADDR_CGNAT },
-	{ "ula", ADDR_ULA },
-};
-
-static int k_allow_private(struct ctx *c, const char *field, const cJSON *v)
-{
-	if (!cJSON_IsArray(v))
-		return fail(c, field, v, "expected an array of strings");
-	struct policy *p = c->p;
-	int i = 0;
-	for (const cJSON *it = v->child; it; it = it->next, i++) {
-		char sub[192];
-		snprintf(sub, sizeof(sub), "%s[%d]", field, i);
-		if (!cJSON_IsString(it))
-			return fail(c, sub, it, "expected a keyword or a CIDR");
-		const char *s = it->valuestring;
-		size_t k = 0;
-		while (k < ARRAY_SIZE(private_keywords) && strcmp(private_keywords[k].name, s) != 0)
-			k++;
-		if (k < ARRAY_SIZE(private_keywords)) {
-			unsigned bit = 1u << private_keywords[k].cls;
-			int r = (p->private_classes & bit) ? warn(c, sub, it, "duplicate entry") : 0;
-			if (r < 0)
-				return r;
-			p->private_classes |= bit;
-			continue;
-		}
-		struct addr_rule r = { .index = i };
-		uint8_t tmp[16];
-		if (!strchr(s, '/') && !ip_literal(s, strlen(s), tmp))
-			return fail(c, sub, it, "expected loopback, link-local, private, cgnat, ula "
-				    "or a CIDR");
-		int ret = parse_cidr(c, sub, it, s, strlen(s), false, &r);
-		if (ret < 0)
-			return ret;
-		bool dup = false;
-		for (size_t j = 0; j < p->n_private_ok && !dup; j++)
-			dup = same_addr_rule(&p->private_ok[j], &r);
-		if (dup) {
-			ret = warn(c, sub, it, "duplicate entry");
-			if (ret < 0)
-				return ret;
-			continue;
-		}
-		if (policy_addr_class(r.family, r.addr) == ADDR_PUBLIC && r.prefix > 0) {
-			ret = warn(c, sub, it, "a public network: allow_private changes nothing for it");
-			if (ret < 0)
-				return ret;
-		}
-		struct addr_rule *a = realloc(p->private_ok, (p->n_private_ok + 1) * sizeof(*a));
-		if (!a)
-			return nomem(c);
-		p->private_ok = a;
-		if (!(r.source = strdup(s)))
-			return nomem(c);
-		a[p->n_private_ok++] = r;
-	}
-	return 0;
-}
 
 static const struct key outbound_keys[] = {
 	{ "insecure_allow_all", k_insecure_allow_all },
-	{ "allow_host", k_allow_host },
-	{ "allow_port", k_allow_port },
+	{ "allow_host", load_k_allow_host },
+	{ "allow_port", load_k_allow_port },
 	{ "allow_transport", k_allow_transport },
-	{ "allow_private", k_allow_private },
+	{ "allow_private", load_k_allow_private },
 };
 
 static int k_outbound(struct ctx *c, const char *field, const cJSON *v)
@@ -714,26 +361,27 @@ static int final_warnings(struct ctx *c)
 	struct policy *p = c->p;
 	int r = 0;
 	if (p->allow_all && (p->n_hosts || p->n_addrs))
-		r = warn(c, "network.outbound.allow_host", NULL,
-			 "has no effect: insecure_allow_all allows every destination");
+		r = load_warn(c, "network.outbound.allow_host", NULL,
+			      "has no effect: insecure_allow_all allows every destination");
 	for (size_t i = 0; i < p->n_hosts && r == 0 && !p->allow_all; i++) {
 		const struct host_rule *h = &p->hosts[i];
 		char f[96];
 		snprintf(f, sizeof(f), "network.outbound.allow_host[%d]", h->index);
 		if (!h->ports.n && !p->ports.n)
-			r = warn(c, f, NULL, "\"%s\" is allowed on no port: allow_port is empty and "
-				 "the entry has no \":PORT\"", h->source);
+			r = load_warn(c, f, NULL, "\"%s\" is allowed on no port: allow_port is "
+				      "empty and the entry has no \":PORT\"", h->source);
 	}
 	for (size_t i = 0; i < p->n_addrs && r == 0 && !p->allow_all; i++) {
 		const struct addr_rule *a = &p->addrs[i];
 		char f[96];
 		snprintf(f, sizeof(f), "network.outbound.allow_host[%d]", a->index);
 		if (!a->ports.n && !p->ports.n)
-			r = warn(c, f, NULL, "\"%s\" is allowed on no port: allow_port is empty and "
-				 "the entry has no \":PORT\"", a->source);
+			r = load_warn(c, f, NULL, "\"%s\" is allowed on no port: allow_port is "
+				      "empty and the entry has no \":PORT\"", a->source);
 		if (r == 0 && !policy_private_allowed(p, a->family, a->addr))
-			r = warn(c, f, NULL, "\"%s\" is %s, closed unless allow_private opens it",
-				 a->source, policy_addr_class_name(policy_addr_class(a->family, a->addr)));
+			r = load_warn(c, f, NULL,
+				      "\"%s\" is %s, closed unless allow_private opens it", a->source,
+				      policy_addr_class_name(policy_addr_class(a->family, a->addr)));
 	}
 	return r;
 }
@@ -856,7 +504,7 @@ int policy_load_buffer(const char *buf, size_t len, const char *label, struct po
 	int r;
 	if (!p || !idx) {
 		free(idx);
-		r = nomem(&c);
+		r = load_nomem(&c);
 		goto out;
 	}
 	p->index = idx;
@@ -894,13 +542,13 @@ int policy_load_buffer(const char *buf, size_t len, const char *label, struct po
 	if ((r = walk_object(&c, "", root, top_keys, ARRAY_SIZE(top_keys))) < 0)
 		goto out;
 	if (!p->hosts && (r = policy_index_init(idx, 0)) < 0) {
-		r = nomem(&c);
+		r = load_nomem(&c);
 		goto out;
 	}
 	if ((r = final_warnings(&c)) < 0)
 		goto out;
 	if (!p->name && !(p->name = base_name(c.label))) {
-		r = nomem(&c);
+		r = load_nomem(&c);
 		goto out;
 	}
 	*out = moat_steal_ptr(&p);
