@@ -193,8 +193,9 @@ void conn_audit_decision(struct conn *c, const struct decision *d, enum seen see
 
 /* relay.c */
 void relay_start(struct conn *c);
-/* RELAY_UP: client -> server, RELAY_DOWN: server -> client */
-enum { RELAY_UP = 1, RELAY_DOWN = 2, RELAY_BOTH = 3 };
+/* RELAY_UP: client -> server, RELAY_DOWN: server -> client; *_HUP: that
+ * direction's source has shut (EPOLLRDHUP), read on to its EOF */
+enum { RELAY_UP = 1, RELAY_DOWN = 2, RELAY_BOTH = 3, RELAY_UP_HUP = 4, RELAY_DOWN_HUP = 8 };
 void relay_pump(struct conn *c, unsigned dirs);
 unsigned relay_dirs(bool upstream, uint32_t ev);
 void relay_update_events(struct conn *c);

@@ -76,12 +76,14 @@ static int drain(struct conn *c, struct dir *d, int to, uint64_t *count)
 }
 
 /* Source -> pipe, at most limit bytes; the pipe is returned to the pool
- * when nothing was read.  P_SHORT: fewer bytes than asked were read, so the
- * source is most likely empty for now.  The caller drains and ends its turn
- * rather than splice again only to see EAGAIN: epoll is level-triggered, so
- * a source that still (or again) holds bytes, or has reached EOF, wakes us
- * at once while its EPOLLIN is asked for, and a short read that was only
- * the pipe running out of slots costs one epoll_wait, never a lost byte. */
+ * when nothing was read.  P_SHORT: at most half of what was asked was read,
+ * so the source is most likely empty for now (a read near the size asked
+ * more likely ran out of pipe slots).  Unless the peer is known to have
+ * shut its side (EPOLLRDHUP: one more splice finds the EOF), the caller
+ * drains and ends its turn rather than splice again only to see EAGAIN.
+ * That is safe because epoll is level-triggered: a source that still (or
+ * again) holds bytes, or has reached EOF, wakes us at once while its
+ * EPOLLIN is asked for; a wrong guess costs one epoll_wait, never a byte. */
 static int fill(struct conn *c, struct dir *d, int from, uint64_t limit, uint64_t *moved)
 {
 	if (!d->p && !(d->p = pipe_get(c->w)))
@@ -98,7 +100,7 @@ static int fill(struct conn *c, struct dir *d, int from, uint64_t limit, uint64_
 	}
 	d->p->pending += (size_t)n;
 	*moved = (uint64_t)n;
-	return (size_t)n < want ? P_SHORT : P_MORE;
+	return (size_t)n <= want / 2 ? P_SHORT : P_MORE;
 }
 
 static int recv_more(struct conn *c, size_t max)
@@ -130,7 +132,7 @@ static void body_finished(struct conn *c)
 
 /* client -> server.  Returns P_AGAIN (waiting), P_MORE (budget spent, work
  * left), P_ERR (c must be closed). */
-static int pump_up(struct conn *c)
+static int pump_up(struct conn *c, bool hup)
 {
 	bool idle = false;      /* a fill came up short: stop before the next one */
 	for (int i = 0; i < PUMP_BUDGET; i++) {
@@ -222,7 +224,7 @@ static int pump_up(struct conn *c)
 		if (r == P_EOF)
 			c->up.eof = true;
 		else if (r == P_SHORT)
-			idle = true;
+			idle = !hup;
 		else if (r != P_MORE)
 			return r;
 	}
@@ -232,7 +234,7 @@ static int pump_up(struct conn *c)
 }
 
 /* server -> client.  Returns P_AGAIN, P_ERR, or P_EOF when c went to linger. */
-static int pump_down(struct conn *c)
+static int pump_down(struct conn *c, bool hup)
 {
 	bool idle = false;      /* a fill came up short: stop after draining it */
 	for (int i = 0; i < PUMP_BUDGET; i++) {
@@ -249,7 +251,7 @@ static int pump_down(struct conn *c)
 		if (r == P_EOF)
 			c->down.eof = true;
 		else if (r == P_SHORT)
-			idle = true;
+			idle = !hup;
 		else if (r != P_MORE)
 			return r;
 	}
@@ -280,11 +282,11 @@ void relay_update_events(struct conn *c)
 	bool up_reading = !c->up.eof && !pending(&c->up) && c->sent >= c->fwd &&
 			  c->up_mode != UP_HTTP_RESOLVE && c->up_mode != UP_HTTP_DENIED;
 	if (up_reading)
-		cev |= EPOLLIN;
+		cev |= EPOLLIN | EPOLLRDHUP;
 	if (pending(&c->down) || (c->tail && c->down.eof))
 		cev |= EPOLLOUT;
 	if (!c->down.eof && !pending(&c->down))
-		uev |= EPOLLIN;
+		uev |= EPOLLIN | EPOLLRDHUP;
 	if (pending(&c->up) || c->sent < c->fwd || c->up_more)
 		uev |= EPOLLOUT;        /* up_more: a writable upstream wakes us at once */
 	conn_set_events(c, 0, cev);
@@ -305,7 +307,7 @@ void relay_pump(struct conn *c, unsigned dirs)
 	conn_list_move(c, CS_RELAY, moat_now_ms() + c->w->t->cfg.idle_timeout_ms);
 	int r;
 	if (dirs & RELAY_UP) {
-		r = pump_up(c);
+		r = pump_up(c, dirs & RELAY_UP_HUP);
 		c->up_more = r == P_MORE;
 		if (r == P_ERR) {
 			abort_both(c, c->up_mode == UP_HTTP_BODY ? "bad-http-body" : "reset");
@@ -314,7 +316,7 @@ void relay_pump(struct conn *c, unsigned dirs)
 		if (c->state != CS_RELAY)
 			return; /* a later request was judged and the connection closed */
 	}
-	r = dirs & RELAY_DOWN ? pump_down(c) : P_AGAIN;
+	r = dirs & RELAY_DOWN ? pump_down(c, dirs & RELAY_DOWN_HUP) : P_AGAIN;
 	if (r == P_ERR) {
 		abort_both(c, "reset");
 		return;
@@ -334,15 +336,17 @@ void relay_start(struct conn *c)
 	relay_pump(c, RELAY_BOTH);
 }
 
-/* Which directions a readiness event on one side concerns.  Bytes judged
- * but not yet sent (c->buf) have no socket event of their own: they wait
- * for the upstream's EPOLLOUT (relay_update_events asks for it), which
- * pumps client -> server. */
+/* Which directions a readiness event on one side concerns, and whether
+ * the side read from has shut.  Bytes judged but not yet sent (c->buf) have
+ * no socket event of their own: they wait for the upstream's EPOLLOUT
+ * (relay_update_events asks for it), which pumps client -> server. */
 unsigned relay_dirs(bool upstream, uint32_t ev)
 {
-	if (ev & (EPOLLHUP | EPOLLERR) || !(ev & (EPOLLIN | EPOLLOUT)))
-		return RELAY_BOTH;
+	if (ev & (EPOLLHUP | EPOLLERR) || !(ev & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)))
+		return RELAY_BOTH | RELAY_UP_HUP | RELAY_DOWN_HUP;
 	unsigned reading = upstream ? RELAY_DOWN : RELAY_UP;
 	unsigned writing = upstream ? RELAY_UP : RELAY_DOWN;
-	return (ev & EPOLLIN ? reading : 0) | (ev & EPOLLOUT ? writing : 0);
+	unsigned hup = upstream ? RELAY_DOWN_HUP : RELAY_UP_HUP;
+	return (ev & (EPOLLIN | EPOLLRDHUP) ? reading : 0) | (ev & EPOLLOUT ? writing : 0) |
+	       (ev & EPOLLRDHUP ? hup : 0);
 }
