@@ -134,7 +134,11 @@ static void body_finished(struct conn *c)
  * left), P_ERR (c must be closed). */
 static int pump_up(struct conn *c, bool hup)
 {
-	bool idle = false;      /* a fill came up short: stop before the next one */
+	/* idle: a fill came up short, stop before the next one.  A turn that
+	 * starts with bytes in c->buf is for them; a read after them is mostly
+	 * in vain (a client that sent its ClientHello waits for the answer),
+	 * and a level-triggered EPOLLIN brings us back if there is more. */
+	bool idle = c->len > 0;
 	for (int i = 0; i < PUMP_BUDGET; i++) {
 		int r;
 		uint64_t moved = 0;
@@ -333,7 +337,8 @@ void relay_pump(struct conn *c, unsigned dirs)
 void relay_start(struct conn *c)
 {
 	conn_list_move(c, CS_RELAY, moat_now_ms() + c->w->t->cfg.idle_timeout_ms);
-	relay_pump(c, RELAY_BOTH);
+	/* the server has had no time to answer: its EPOLLIN will say when */
+	relay_pump(c, RELAY_UP);
 }
 
 /* Which directions a readiness event on one side concerns, and whether
