@@ -200,6 +200,22 @@ int cleanup_main(int argc, char **argv)
 	return failed ? 1 : 0;
 }
 
+/* A profile's name is the user's text: quoted as a JSON string. */
+static void print_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
 int status_main(int argc, char **argv)
 {
 	bool json = false;
@@ -244,10 +260,11 @@ int status_main(int argc, char **argv)
 			for (size_t k = 0; k < nc; k++)
 				drops += c[k].packets;
 		if (json) {
-			printf("%s{\"sandbox\":\"%s\",\"pid\":%d,\"alive\":%s,\"profile\":\"%s\","
-			       "\"interface\":\"%s\",\"addr4\":\"%s\",\"addr6\":\"%s\",\"counters\":{",
-			       shown ? "," : "", t[i].id, (int)t[i].owner, alive ? "true" : "false",
-			       t[i].profile, t[i].ifname, a4, a6);
+			printf("%s{\"sandbox\":\"%s\",\"pid\":%d,\"alive\":%s,\"profile\":",
+			       shown ? "," : "", t[i].id, (int)t[i].owner, alive ? "true" : "false");
+			print_json_str(t[i].profile);
+			printf(",\"interface\":\"%s\",\"addr4\":\"%s\",\"addr6\":\"%s\",\"counters\":{",
+			       t[i].ifname, a4, a6);
 			for (size_t k = 0; k < nc; k++)
 				printf("%s\"%s\":{\"packets\":%llu,\"bytes\":%llu}", k ? "," : "",
 				       c[k].name, (unsigned long long)c[k].packets,
