@@ -47,64 +47,21 @@ static int open_signalfd(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int loop_run(struct sandbox *sb, struct enforcement *en)
-{
-	_cleanup_close_ int sfd = open_signalfd();
-	if (sfd < 0) {
-		log_error("signalfd: %s", strerror(errno));
-		return MOAT_EXIT_FAILURE;
-	}
-	uint64_t kill_at = 0;
-	for (;;) {
-		struct pollfd p[3] = {
-			{ .fd = sfd, .events = POLLIN },
-			{ .fd = sb->pidfd, .events = POLLIN },
-			{ .fd = enforcement_event_fd(en), .events = POLLIN },
-		};
-		int timeout = -1;
-		if (kill_at) {
-			uint64_t now = moat_now_ms();
-			timeout = now >= kill_at ? 0 : (int)(kill_at - now);
-		}
-		int n = poll(p, 3, timeout);
-		if (n < 0 && errno != EINTR) {
-			log_error("poll: %s", strerror(errno));
-			return MOAT_EXIT_FAILURE;
-		}
-		if (kill_at && moat_now_ms() >= kill_at) {
-			log_warn("the command did not exit within %d s: killing it", GRACE_MS / 1000);
-			sandbox_signal(sb, SIGKILL);
-			kill_at = 0;
-		}
-		if (n <= 0)
-			continue;
-		if (p[2].revents & POLLIN)
-			enforcement_process_events(en);
-		if (p[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-				int sig = (int)si.ssi_signo;
-				if (sig == SIGCHLD || sig == SIGPIPE)
-					continue;
-				/* a terminal's signals reach the workload directly: it
-				 * shares moat's process group */
-				if (si.ssi_code != SI_KERNEL)
-					sandbox_signal(sb, sig);
-				if ((sig == SIGINT || sig == SIGTERM) && !kill_at)
-					kill_at = moat_now_ms() + GRACE_MS;
-			}
-		}
-		if (p[1].revents & (POLLIN | POLLHUP)) {
-			int status;
-			if (sandbox_wait(sb, true, &status) == 0) {
-				enforcement_process_events(en);
-				return status;
-			}
-		}
-	}
-}
+/* What the loop needs of a workload, embedded or container. */
+struct workload {
+	const char *what;               /* for the grace-period message */
+	int exit_fd;                    /* readable once it has exited */
+	void (*signal)(void *arg, int sig);
+	void *arg;
+	/* a terminal's signals already reach it directly (it shares moat's
+	 * process group), so they are not forwarded a second time */
+	bool shares_terminal;
+};
 
-int loop_run_container(struct container *c, struct enforcement *en)
+/* Forwards signals until the workload exits: 0 then, -1 when the loop
+ * itself failed.  After the first SIGINT/SIGTERM it gets GRACE_MS, then
+ * SIGKILL. */
+static int loop_workload(const struct workload *w, struct enforcement *en)
 {
 	_cleanup_close_ int sfd = open_signalfd();
 	if (sfd < 0) {
@@ -115,7 +72,7 @@ int loop_run_container(struct container *c, struct enforcement *en)
 	for (;;) {
 		struct pollfd p[3] = {
 			{ .fd = sfd, .events = POLLIN },
-			{ .fd = container_wait_fd(c), .events = POLLIN },
+			{ .fd = w->exit_fd, .events = POLLIN },
 			{ .fd = enforcement_event_fd(en), .events = POLLIN },
 		};
 		int timeout = -1;
@@ -128,12 +85,10 @@ int loop_run_container(struct container *c, struct enforcement *en)
 			log_error("poll: %s", strerror(errno));
 			return -1;
 		}
-		struct moat_error e = { 0 };
 		if (kill_at && moat_now_ms() >= kill_at) {
-			log_warn("the container did not exit within %d s: killing it",
+			log_warn("the %s did not exit within %d s: killing it", w->what,
 				 GRACE_MS / 1000);
-			if (container_kill(c, SIGKILL, &e) < 0 && e.code != ESRCH)
-				log_warn("%s", e.msg);
+			w->signal(w->arg, SIGKILL);
 			kill_at = 0;
 		}
 		if (n <= 0)
@@ -146,8 +101,8 @@ int loop_run_container(struct container *c, struct enforcement *en)
 				int sig = (int)si.ssi_signo;
 				if (sig == SIGCHLD || sig == SIGPIPE)
 					continue;
-				if (container_kill(c, sig, &e) < 0 && e.code != ESRCH)
-					log_warn("%s", e.msg);
+				if (!(w->shares_terminal && si.ssi_code == SI_KERNEL))
+					w->signal(w->arg, sig);
 				if ((sig == SIGINT || sig == SIGTERM) && !kill_at)
 					kill_at = moat_now_ms() + GRACE_MS;
 			}
@@ -157,6 +112,33 @@ int loop_run_container(struct container *c, struct enforcement *en)
 			return 0;
 		}
 	}
+}
+
+static void signal_sandbox(void *arg, int sig)
+{
+	sandbox_signal(arg, sig);
+}
+
+static void signal_container(void *arg, int sig)
+{
+	struct moat_error e = { 0 };
+	if (container_kill(arg, sig, &e) < 0 && e.code != ESRCH)
+		log_warn("%s", e.msg);
+}
+
+int loop_run(struct sandbox *sb, struct enforcement *en)
+{
+	struct workload w = { "command", sb->pidfd, signal_sandbox, sb, true };
+	int status;
+	if (loop_workload(&w, en) < 0 || sandbox_wait(sb, true, &status) < 0)
+		return MOAT_EXIT_FAILURE;
+	return status;
+}
+
+int loop_run_container(struct container *c, struct enforcement *en)
+{
+	struct workload w = { "container", container_wait_fd(c), signal_container, c, false };
+	return loop_workload(&w, en);
 }
 
 int loop_until_signal(struct enforcement *en)
