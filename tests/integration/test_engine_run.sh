@@ -17,16 +17,7 @@ need_cmd runc ip nft curl
 . "$SRC/tests/lib/image.sh"
 
 topo_up || exit 1
-PDIR=$TOPO_DIR/podman
-# whatever of the private store a failed case left mounted, then the store itself
-podman_store_cleanup() {
-	awk -v d="$PDIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r |
-		xargs -r umount -l 2>/dev/null
-	rm -rf "$PDIR"
-}
-topo_defer podman_store_cleanup
-topo_defer podman_stop
-podman_start "$PDIR" || { echo "FAIL - the podman service did not start"; exit 1; }
+podman_up "$TOPO_DIR/podman" || { echo "FAIL - the podman service did not start"; exit 1; }
 image_build "$HELPERS" >/dev/null || { echo "FAIL - the test image did not build"; exit 1; }
 [ -x "$BUILD/moat-pause" ] || { echo "FAIL - no $BUILD/moat-pause (make it)"; exit 1; }
 SOCK=$PODMAN_SOCK

@@ -208,15 +208,7 @@ elif [ ! -x "$BUILD/moat-pause" ]; then
 else
 	. "$SRC/tests/lib/podman.sh"
 	. "$SRC/tests/lib/image.sh"
-	PDIR=$TOPO_DIR/podman
-	podman_store_cleanup() {
-		awk -v d="$PDIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r |
-			xargs -r umount -l 2>/dev/null
-		rm -rf "$PDIR"
-	}
-	topo_defer podman_store_cleanup
-	topo_defer podman_stop
-	if podman_start "$PDIR" && image_build "$HELPERS" >/dev/null; then
+	if podman_up "$TOPO_DIR/podman" && image_build "$HELPERS" >/dev/null; then
 		cp "$TOPO_CA" "$W/ca.pem"
 		P=$W/engine.pcap L=$W/engine.log
 		check "podman: tlsclient reaches allowed.test with --pcap" \

@@ -5,6 +5,8 @@
 #   podman_start DIR          # starts the service; sets PODMAN_SOCK, PODMAN_PID, and exports
 #                             # CONTAINERS_CONF / CONTAINERS_STORAGE_CONF for the podman CLI
 #   podman_stop               # stops it (by PID) and removes its containers
+#   podman_up DIR             # with tests/lib/topo.sh: podman_start, and at teardown
+#                             # podman_down (containers, service, store, in that order)
 #
 # DIR holds containers.conf, storage.conf, the storage itself (graph/, run/), the socket and
 # the service log.  podman_start fails (status 1) when podman is missing or the socket does not
@@ -82,4 +84,40 @@ podman_stop() {
 	fi
 	PODMAN_PID=""
 	return 0
+}
+
+# conmon processes of this private store that outlived their containers' removal (a store
+# deleted under them): found by the store path on their command line, ended by PID.
+podman_reap_conmon() {
+	local f pid
+	[ -n "$PODMAN_DIR" ] || return 0
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		if tr '\0' ' ' <"$f" 2>/dev/null | grep -q "^/usr/bin/conmon .*$PODMAN_DIR/"; then
+			pkill -KILL -P "$pid" 2>/dev/null
+			kill -KILL "$pid" 2>/dev/null
+		fi
+	done
+	return 0
+}
+
+# Everything of the private podman, in the order that leaves nothing: the containers and
+# the service first (podman needs its store for that), stray conmons, then whatever of
+# the store is still mounted, then the store itself.
+podman_down() {
+	local dir=$PODMAN_DIR
+	podman_stop
+	podman_reap_conmon
+	if [ -n "$dir" ]; then
+		awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r |
+			xargs -r umount -l 2>/dev/null
+		rm -rf "$dir"
+	fi
+	return 0
+}
+
+podman_up() {
+	topo_defer podman_down
+	podman_start "$1"
 }
